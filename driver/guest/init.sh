@@ -1,0 +1,190 @@
+#!/bin/sh
+# /init of the vmtui tiny guest (PID 1, run by busybox ash).
+#
+# Gives the instrumentation a NixOS test guest has: logs on ttyS0, hostname,
+# static addresses on VLAN NICs, /etc/hosts naming every node, the shared 9p
+# directories, and the root backdoor shell on /dev/hvc0 that the driver
+# waits for.  It then stays alive as a reaper and turns busybox's
+# poweroff/reboot signals into a real power-off, so QEMU exits.
+#
+# Kernel command line it reads:
+#   vmtui.hostname=NAME            the node's host name
+#   vmtui.hosts=NAME:N:V,...       every node: name, node number, first VLAN
+#   vmtui.nobackdoor               never start the backdoor (tests of a guest
+#                                  that never connects)
+# Files it honours:
+#   /etc/vmtui/modules             kernel modules to load, in order (build time)
+#   /etc/vmtui/boot.sh             run with bash in the background at boot,
+#                                  output on ttyS0 (a node's `boot` hook)
+
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME=/root USER=root LOGNAME=root
+umask 022
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mkdir -p /dev/pts /dev/shm
+mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
+mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+mount -t tmpfs -o mode=1777 tmpfs /tmp
+mount -t tmpfs -o mode=755 tmpfs /run
+
+# Everything this script says goes to the serial console the driver reads.
+exec </dev/null >/dev/ttyS0 2>&1
+
+say() { echo "vmtui-init: $*"; }
+
+read -r CMDLINE </proc/cmdline
+# The command line is split into words; `set -f` keeps a '*' in it literal.
+cmdline_value() {
+    set -f
+    for word in $CMDLINE; do
+        case $word in "$1="*) set +f; echo "${word#*=}"; return 0 ;; esac
+    done
+    set +f
+    return 1
+}
+cmdline_flag() {
+    set -f
+    for word in $CMDLINE; do [ "$word" = "$1" ] && { set +f; return 0; }; done
+    set +f
+    return 1
+}
+
+# Addresses must be usable as soon as they are set: no duplicate address
+# detection delay on a private test network.  Set before the NICs appear.
+echo 0 >/proc/sys/net/ipv6/conf/default/accept_dad
+echo 0 >/proc/sys/net/ipv6/conf/all/accept_dad
+
+if [ -f /etc/vmtui/modules ]; then
+    while read -r module; do
+        [ -n "$module" ] && { insmod "$module" || say "cannot load $module"; }
+    done </etc/vmtui/modules
+fi
+
+HOSTNAME=$(cmdline_value vmtui.hostname) || HOSTNAME=machine
+hostname "$HOSTNAME"
+echo "$HOSTNAME" >/etc/hostname
+
+# --- network -----------------------------------------------------------------
+ip link set lo up
+slirp_done=
+for dev in /sys/class/net/*; do
+    iface=${dev##*/}
+    [ "$iface" = lo ] && continue
+    read -r mac <"$dev/address"
+    case $mac in
+    52:54:00:12:00:*)
+        # vmtui's start script gives the user-mode (SLiRP) NIC "VLAN 0".
+        is_vlan= ;;
+    52:54:00:12:??:??) is_vlan=1 ;;
+    *) is_vlan= ;;
+    esac
+    ip link set "$iface" up
+    if [ -n "$is_vlan" ]; then
+        rest=${mac#52:54:00:12:}
+        vlan=$((0x${rest%%:*}))
+        node=$((0x${rest#*:}))
+        ip addr add "192.168.$vlan.$node/24" dev "$iface"
+        ip -6 addr add "2001:db8:$vlan::$node/64" dev "$iface"
+        say "$iface: vlan $vlan, 192.168.$vlan.$node"
+    elif [ -z "$slirp_done" ]; then
+        # QEMU's user-mode network: fixed guest address, no default route
+        # (as in NixOS tests, a guest reaches only its test network).
+        ip addr add 10.0.2.15/24 dev "$iface"
+        slirp_done=1
+    fi
+done
+
+{
+    echo "127.0.0.1 localhost"
+    echo "::1 localhost"
+    self_listed=
+    hosts=$(cmdline_value vmtui.hosts) || hosts=
+    IFS=,
+    for entry in $hosts; do
+        IFS=:
+        set -- $entry
+        IFS=,
+        [ $# -eq 3 ] || continue
+        echo "192.168.$3.$2 $1"
+        echo "2001:db8:$3::$2 $1"
+        [ "$1" = "$HOSTNAME" ] && self_listed=1
+    done
+    unset IFS
+    [ -n "$self_listed" ] || echo "127.0.0.2 $HOSTNAME"
+} >/etc/hosts
+
+# --- shared directories (9p) ---------------------------------------------------
+for share in shared:/tmp/shared xchg:/tmp/xchg; do
+    tag=${share%%:*}
+    where=${share#*:}
+    mkdir -p "$where"
+    mount -t 9p -o trans=virtio,version=9p2000.L,msize=131072,cache=none "$tag" "$where" ||
+        say "cannot mount 9p tag $tag on $where"
+done
+
+# --- poweroff / reboot -----------------------------------------------------------
+# busybox poweroff/halt/reboot signal PID 1 (USR2/USR1/TERM) and leave the
+# rest to it.  A halted CPU would keep QEMU running, so halt powers off too.
+shutdown_guest() {
+    say "$1: stopping all processes"
+    trap '' USR1 USR2 TERM
+    kill -TERM -1 2>/dev/null
+    sleep 0.2
+    kill -KILL -1 2>/dev/null
+    sync
+    umount /tmp/shared /tmp/xchg 2>/dev/null
+    "$1" -f
+}
+trap 'shutdown_guest poweroff' USR1 USR2
+trap 'shutdown_guest reboot' TERM
+
+# --- boot hook -------------------------------------------------------------------
+if [ -f /etc/vmtui/boot.sh ]; then
+    say "running /etc/vmtui/boot.sh"
+    (cd / && exec setsid bash /etc/vmtui/boot.sh) &
+fi
+
+# --- backdoor ----------------------------------------------------------------------
+spawn_backdoor() {
+    # /dev/hvc0..7 exist as soon as the hvc driver registers, but opening
+    # one fails until virtio_console has added the port behind it, which
+    # happens asynchronously after the module loads: so try opening it.
+    tries=0
+    while ! : </dev/hvc0 2>/dev/null; do
+        tries=$((tries + 1))
+        if [ "$tries" -gt 600 ]; then
+            say "no /dev/hvc0 after 30 s: no backdoor"
+            return
+        fi
+        sleep 0.05
+    done
+    (
+        cd /tmp
+        [ -f /etc/profile ] && . /etc/profile
+        export PAGER=
+        exec </dev/hvc0 >/dev/hvc0 2>/dev/ttyS0
+        echo "connecting to host..." >&2
+        stty -F /dev/hvc0 raw -echo # no newline translation, no echo
+        echo "Spawning backdoor root shell..."
+        # A script path (not stdin) keeps bash non-interactive although
+        # hvc0 is a terminal: no prompt, no job control.
+        PS1= exec bash --norc /dev/hvc0
+    ) &
+}
+
+if cmdline_flag vmtui.nobackdoor; then
+    say "vmtui.nobackdoor: not starting the backdoor"
+else
+    spawn_backdoor
+fi
+
+# --- reaper ------------------------------------------------------------------------
+# As PID 1 we inherit every orphan.  ash's `wait` reaps any child that exits
+# (not only its own jobs) and returns early when a trapped signal arrives.
+while :; do
+    sleep 3600 &
+    wait $!
+done

@@ -1,0 +1,326 @@
+"""Test instrumentation baked into the systemd guest image.
+
+The files here make a plain Debian system behave like a NixOS test node
+(reference §3.3): a root shell on hvc0 that prints the ready marker, no getty
+on the serial line or on hvc0, the journal forwarded to ttyS0, static VLAN
+addresses derived from the NIC's MAC, the per-node data and the shared
+directories over 9p, and a user whose `systemd --user` runs from boot.
+
+Everything is described as data (`staged_files`, `SYMLINKS`) and written
+into a staging tree that the image builder copies over the root file system;
+`FINISH_SCRIPT` then runs inside the chroot for what needs the guest's own
+tools (passwords, users, the initramfs).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+# The unprivileged user whose `systemd --user` instance starts at boot
+# (lingering), for `systemctl(..., user="alice")`.
+TEST_USER = "alice"
+
+# Where the start script's per-node 9p share is mounted in the guest: the
+# node's hostname, /etc/hosts, files and boot script (see systemd_node.py).
+NODE_DIR = "/run/vmtui/node"
+
+LIBEXEC = "/usr/local/libexec/vmtui"
+
+
+@dataclass(frozen=True)
+class StagedFile:
+    path: str  # absolute path in the guest
+    content: str
+    mode: int = 0o644
+
+
+BACKDOOR_SCRIPT = """\
+#!/bin/bash
+# The test driver's root shell on hvc0 (NixOS test-instrumentation compatible).
+export USER=root HOME=/root DISPLAY=:0.0 PAGER=
+set +u
+. /etc/profile
+cd /tmp
+exec < /dev/hvc0 > /dev/hvc0
+# The serial device can be briefly unavailable while udev settles it.
+while ! exec 2> /dev/ttyS0; do sleep 0.1; done
+echo "connecting to host..." >&2
+stty -F /dev/hvc0 raw -echo
+echo "Spawning backdoor root shell..."
+# The commands come from /dev/hvc0 given as a script file, so bash is not
+# interactive (no prompt, no job control) even though hvc0 is a tty.
+PS1= exec /bin/bash --norc /dev/hvc0
+"""
+
+BACKDOOR_UNIT = f"""\
+[Unit]
+Description=vmtui backdoor root shell on hvc0
+Requires=dev-hvc0.device dev-ttyS0.device
+After=dev-hvc0.device dev-ttyS0.device vmtui-setup.service
+
+[Service]
+ExecStart={LIBEXEC}/backdoor
+KillSignal=SIGHUP
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+# The spare virtio consoles hvc1..hvc3 carry interactive shells for the
+# UI's shell panes; an autologin getty gives a real login shell with a
+# controlling terminal and job control, independent of the backdoor.
+# The kernel creates all hvc tty nodes at once, backed by a QEMU port or not;
+# the condition skips (rather than fails) the unbacked ones, so a start
+# script run without vmtui's spare channels leaves no failed units behind.
+SHELL_UNIT = """\
+[Unit]
+Description=vmtui interactive root shell on %I
+After=dev-%i.device systemd-user-sessions.service
+
+[Service]
+ExecCondition=/bin/sh -c 'exec 3<>/dev/%I'
+ExecStart=-/sbin/agetty --autologin root --noclear %I 115200 xterm-256color
+Restart=always
+UtmpIdentifier=%I
+TTYPath=/dev/%I
+TTYReset=yes
+TTYVHangup=yes
+IgnoreSIGPIPE=no
+SendSIGHUP=yes
+"""
+
+SETUP_SCRIPT = f"""\
+#!/bin/bash
+# Early per-node setup: mounts the 9p shares the start script offers and
+# applies the per-node data (hosts, files).  Runs before sysinit.target, so
+# units started later (databases, the boot hook) see the final /etc.
+set -u
+
+modprobe -a 9pnet_virtio 9p 2>/dev/null || true
+# Which 9p tags this QEMU offers (9pnet_virtio has bound its devices once
+# loaded): mounting an absent tag would only log errors.
+declare -A tags=()
+for tag_file in /sys/bus/virtio/drivers/9pnet_virtio/*/mount_tag; do
+    [ -e "$tag_file" ] || continue
+    tags[$(tr -d '\\0' < "$tag_file")]=1
+done
+
+mount_9p() {{  # tag mountpoint extra-options
+    [ -n "${{tags[$1]:-}}" ] || return 1
+    mkdir -p "$2"
+    mount -t 9p -o "trans=virtio,version=9p2000.L,msize=262144$3" "$1" "$2"
+}}
+
+
+if mount_9p vmtui-node {NODE_DIR} ",ro"; then
+    [ -s {NODE_DIR}/hosts ] && cp {NODE_DIR}/hosts /etc/hosts
+    if [ -d {NODE_DIR}/files ]; then
+        # Per-node files keep the host's modes; owned by root in the guest.
+        cp -r --preserve=mode {NODE_DIR}/files/. /
+    fi
+fi
+mount_9p shared /tmp/shared "" || true
+mount_9p xchg /tmp/xchg "" || true
+exit 0
+"""
+
+SETUP_UNIT = f"""\
+[Unit]
+Description=vmtui per-node setup (9p shares, hosts, files)
+DefaultDependencies=no
+# After tmpfiles: its boot-time cleanup of /tmp must never reach into the
+# 9p mounts under /tmp (they are host directories).
+After=local-fs.target systemd-tmpfiles-setup.service systemd-modules-load.service
+Before=sysinit.target network-pre.target
+Wants=network-pre.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart={LIBEXEC}/setup
+
+[Install]
+WantedBy=sysinit.target
+"""
+
+BOOT_UNIT = f"""\
+[Unit]
+Description=vmtui per-node boot script
+After=network.target vmtui-setup.service
+ConditionPathExists={NODE_DIR}/boot.sh
+
+[Service]
+# Oneshot with RemainAfterExit: daemons the script starts in the background
+# stay alive in this unit's cgroup.
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/bash {NODE_DIR}/boot.sh
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+# NixOS numbering: MAC 52:54:00:12:<vlan>:<node> -> 192.168.<vlan>.<node>.
+VLAN_ADDRESS_SCRIPT = """\
+#!/bin/sh
+# Called by udev for each test NIC: give it its static address.
+iface="$1"
+mac=$(cat "/sys/class/net/$iface/address")
+vlan=$((0x$(echo "$mac" | cut -d: -f5)))
+node=$((0x$(echo "$mac" | cut -d: -f6)))
+ip link set "$iface" up
+if [ "$vlan" -eq 0 ]; then
+    # The start script gives the user-mode (SLiRP) NIC "VLAN 0": QEMU's fixed
+    # guest address, no default route (a test node reaches only its VLANs).
+    ip address add 10.0.2.15/24 dev "$iface"
+    exit 0
+fi
+ip address add "192.168.$vlan.$node/24" dev "$iface"
+# nodad: usable at once, no duplicate detection delay on a private network.
+ip address add "2001:db8:$vlan::$node/64" dev "$iface" nodad
+"""
+
+VLAN_UDEV_RULE = f"""\
+ACTION=="add", SUBSYSTEM=="net", ATTR{{address}}=="52:54:00:12:*", RUN+="{LIBEXEC}/vlan-address $name"
+"""
+
+# A shell on each spare virtio console, only once the device exists: a unit
+# wanted by a target would wait out the device timeout on a QEMU without it.
+SHELL_UDEV_RULE = """\
+ACTION=="add", SUBSYSTEM=="tty", KERNEL=="hvc[1-3]", TAG+="systemd", ENV{SYSTEMD_WANTS}+="vmtui-shell@%k.service"
+"""
+
+JOURNALD_CONF = """\
+[Journal]
+# Unit logs belong in the node's console pane, as on a NixOS test node.
+ForwardToConsole=yes
+TTYPath=/dev/ttyS0
+MaxLevelConsole=debug
+# A test node's journal needs no disk: keep it in /run (faster under TCG).
+Storage=volatile
+"""
+
+SYSTEM_CONF = """\
+[Manager]
+ShowStatus=no
+DefaultTimeoutStartSec=300
+DefaultDeviceTimeoutSec=300
+"""
+
+INITRAMFS_CONF = """\
+# Only the listed modules: a small initrd unpacks fast under TCG.
+MODULES=list
+COMPRESS=zstd
+"""
+
+# initramfs-tools hook: the modules the root disk needs, loaded at boot
+# (Debian builds virtio and ext4 as modules).
+INITRAMFS_HOOK = """\
+#!/bin/sh
+[ "$1" = prereqs ] && exit 0
+. /usr/share/initramfs-tools/hook-functions
+for module in virtio_pci virtio_blk ext4; do
+    force_load "$module"
+done
+"""
+
+FSTAB = """\
+/dev/vda / ext4 rw,relatime 0 0
+"""
+
+# Runs once inside the chroot at the end of the build.
+FINISH_SCRIPT = f"""\
+#!/bin/bash
+set -euo pipefail
+passwd --delete root >/dev/null
+useradd --create-home --shell /bin/bash {TEST_USER}
+mkdir -p /var/lib/systemd/linger
+touch /var/lib/systemd/linger/{TEST_USER}
+echo vmtui > /etc/hostname
+# mmdebstrap copied the build host's hosts file; the setup unit replaces
+# this with the test's own at boot.
+printf '127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n' > /etc/hosts
+: > /etc/resolv.conf
+# Let systemd make a fresh machine id on every boot (nodes must differ).
+: > /etc/machine-id
+rm -f /var/lib/dbus/machine-id
+update-initramfs -u -k all
+"""
+
+# Units a test node never wants: gettys on the consoles the driver uses
+# (their output would land in the backdoor's replies), periodic maintenance
+# and anything that only slows the boot down.
+MASKED_UNITS = (
+    "serial-getty@ttyS0.service",
+    "serial-getty@hvc0.service",
+    "getty@tty1.service",
+    "console-getty.service",
+    "getty-static.service",
+    "apt-daily.timer",
+    "apt-daily-upgrade.timer",
+    "dpkg-db-backup.timer",
+    "e2scrub_all.timer",
+    "e2scrub_reap.service",
+    "fstrim.timer",
+    "logrotate.timer",
+    "man-db.timer",
+    "systemd-tmpfiles-clean.timer",
+    "systemd-timesyncd.service",
+    "systemd-networkd-wait-online.service",
+)
+
+# Enabled units: (symlink path, target).
+ENABLED_UNITS = (
+    ("/etc/systemd/system/multi-user.target.wants/backdoor.service", "/etc/systemd/system/backdoor.service"),
+    ("/etc/systemd/system/sysinit.target.wants/vmtui-setup.service", "/etc/systemd/system/vmtui-setup.service"),
+    ("/etc/systemd/system/multi-user.target.wants/vmtui-boot.service", "/etc/systemd/system/vmtui-boot.service"),
+)
+
+SYMLINKS: tuple[tuple[str, str], ...] = (
+    *((f"/etc/systemd/system/{unit}", "/dev/null") for unit in MASKED_UNITS),
+    *ENABLED_UNITS,
+)
+
+
+def staged_files() -> list[StagedFile]:
+    """Every file the instrumentation adds to the guest, with its mode."""
+    return [
+        StagedFile(f"{LIBEXEC}/backdoor", BACKDOOR_SCRIPT, 0o755),
+        StagedFile(f"{LIBEXEC}/setup", SETUP_SCRIPT, 0o755),
+        StagedFile(f"{LIBEXEC}/vlan-address", VLAN_ADDRESS_SCRIPT, 0o755),
+        StagedFile(f"{LIBEXEC}/finish-image", FINISH_SCRIPT, 0o755),
+        StagedFile("/etc/systemd/system/backdoor.service", BACKDOOR_UNIT),
+        StagedFile("/etc/systemd/system/vmtui-shell@.service", SHELL_UNIT),
+        StagedFile("/etc/systemd/system/vmtui-setup.service", SETUP_UNIT),
+        StagedFile("/etc/systemd/system/vmtui-boot.service", BOOT_UNIT),
+        StagedFile("/etc/udev/rules.d/80-vmtui-vlan.rules", VLAN_UDEV_RULE),
+        StagedFile("/etc/udev/rules.d/80-vmtui-shells.rules", SHELL_UDEV_RULE),
+        StagedFile("/etc/systemd/journald.conf.d/vmtui.conf", JOURNALD_CONF),
+        StagedFile("/etc/systemd/system.conf.d/vmtui.conf", SYSTEM_CONF),
+        StagedFile("/etc/fstab", FSTAB),
+    ]
+
+
+def initramfs_files() -> list[StagedFile]:
+    """Files that must exist before the kernel package builds its initrd."""
+    return [
+        StagedFile("/etc/initramfs-tools/conf.d/vmtui.conf", INITRAMFS_CONF),
+        StagedFile("/etc/initramfs-tools/hooks/vmtui", INITRAMFS_HOOK, 0o755),
+    ]
+
+
+def write_tree(root: Path, files: list[StagedFile], symlinks: tuple[tuple[str, str], ...] = ()) -> None:
+    """Write `files` and `symlinks` below `root` (a staging tree or a rootfs)."""
+    for staged in files:
+        target = root / staged.path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(staged.content)
+        target.chmod(staged.mode)
+    for link, points_to in symlinks:
+        target = root / link.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.is_symlink() or target.exists():
+            target.unlink()
+        os.symlink(points_to, target)

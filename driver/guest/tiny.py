@@ -1,0 +1,363 @@
+"""The built-in tiny guest: a Debian kernel plus an initramfs, no Nix needed.
+
+`build_tiny_guest()` downloads a handful of Debian packages (kernel,
+busybox-static, bash-static, netcat-openbsd and the libraries it needs,
+coreutils for a `timeout` with NixOS's exit status 124), and packs them with
+`init.sh` into one gzip-compressed newc initramfs.  The result is cached
+under a key made of the exact package versions, the init script and the
+builder version, so it is built once and rebuilt only when one of them
+changes.  Two processes building at once are serialised by a file lock and
+publish the result with an atomic rename.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import gzip
+import hashlib
+import io
+import json
+import lzma
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from driver.guest import debs
+from driver.guest.cpio import CpioWriter
+from driver.guest.elf import ElfError, has_pvh_entry, interpreter, needed_libraries
+from driver.guest.kmod import resolve_modules
+
+Progress = Callable[[str], None]
+
+# Bump when the archive layout changes in a way the other key parts miss.
+BUILDER_VERSION = "2"
+
+USERLAND_PACKAGES = (
+    "busybox-static",
+    "bash-static",
+    "netcat-openbsd",  # a real `nc` with -z (busybox's has none)
+    "libbsd0",  # \
+    "libmd0",  #   > what nc.openbsd links against
+    "libc6",  # /
+    "coreutils",  # `timeout` exiting 124 on expiry, as the NixOS driver expects
+)
+
+# Loaded in this order after their dependencies (resolved from .modinfo).
+GUEST_MODULES = (
+    "virtio_ring",
+    "virtio",
+    "virtio_pci",
+    "virtio_console",
+    "virtio_net",
+    "virtio_blk",
+    "virtio_rng",
+    "netfs",
+    "9pnet",
+    "9pnet_virtio",
+    "9p",
+)
+
+_XZ_MAGIC = b"\xfd7zXZ\x00"
+
+# Library directories of a Debian multiarch system, searched for DT_NEEDED.
+_LIB_DIRS = ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu", "lib64")
+
+# Applets never linked to busybox because a real program takes the name.
+_NOT_FROM_BUSYBOX = {"bash", "nc", "timeout"}
+
+
+@dataclass(frozen=True)
+class TinyGuestImage:
+    """A built tiny guest: boot it with `-kernel kernel -initrd initrd`."""
+
+    kernel: Path
+    initrd: Path
+    kernel_version: str
+    key: str
+
+
+class GuestBuildError(RuntimeError):
+    """The tiny guest could not be built (the message says why, in one line)."""
+
+
+def _silent(message: str) -> None:
+    pass
+
+
+def build_tiny_guest(
+    *, cache: Path | None = None, progress: Progress | None = None
+) -> TinyGuestImage:
+    """Return the cached tiny guest, building it first if needed.
+
+    `progress` receives one-line messages while a build runs (nothing is
+    printed otherwise).  Without network access or apt lists, the newest
+    previously built image is used if there is one.
+    """
+    report = progress or _silent
+    root = cache or debs.cache_dir()
+    images_dir = root / "tiny"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        packages, deb_files = _resolve_packages(images_dir / "resolved.json", report)
+    except debs.PackageError as exc:
+        fallback = _newest_image(images_dir)
+        if fallback is None:
+            raise GuestBuildError(str(exc)) from exc
+        report(f"{exc}; using the cached guest {fallback.key}")
+        return fallback
+
+    key = _cache_key(deb_files)
+    image = _load_image(images_dir / key)
+    if image is not None:
+        return image
+    with _locked(images_dir / ".lock"):
+        image = _load_image(images_dir / key)  # built by another process meanwhile?
+        if image is not None:
+            return image
+        try:
+            paths = debs.download(deb_files, root / "debs", report)
+            return _build(images_dir, key, paths, packages[0], report)
+        except (debs.PackageError, ElfError, KeyError, OSError, subprocess.CalledProcessError) as exc:
+            raise GuestBuildError(f"building the tiny guest failed: {exc}") from exc
+
+
+def _resolve_packages(memo: Path, report: Progress) -> tuple[list[str], dict[str, str]]:
+    """The package list (kernel first) and the .deb file of each.
+
+    Asking apt takes about a second per call, so the answer is remembered
+    until apt's package lists or sources change (their mtimes are the stamp).
+    """
+    stamp = debs.apt_state_stamp()
+    try:
+        remembered = json.loads(memo.read_text())
+        if remembered["stamp"] == stamp:
+            return remembered["packages"], remembered["deb_files"]
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    packages = [debs.kernel_package(), *USERLAND_PACKAGES]
+    deb_files = debs.resolve_deb_files(packages, report)
+    fresh = debs.apt_state_stamp()  # `apt-get update` may have just run
+    temporary = memo.with_name(f".{memo.name}.{os.getpid()}")
+    temporary.write_text(json.dumps({"stamp": fresh, "packages": packages, "deb_files": deb_files}))
+    os.replace(temporary, memo)
+    return packages, deb_files
+
+
+def init_script() -> str:
+    """The guest's /init (shipped as package data next to this module)."""
+    return resources.files("driver.guest").joinpath("init.sh").read_text()
+
+
+def _cache_key(deb_files: dict[str, str]) -> str:
+    material = {
+        "builder": BUILDER_VERSION,
+        "debs": sorted(deb_files.values()),
+        "init": init_script(),
+        "modules": list(GUEST_MODULES),
+        "etc": _etc_files(),
+    }
+    digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode())
+    return digest.hexdigest()[:16]
+
+
+def _load_image(directory: Path) -> TinyGuestImage | None:
+    try:
+        manifest = json.loads((directory / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return None
+    kernel, initrd = directory / manifest.get("kernel", "vmlinuz"), directory / "initrd.img"
+    if not (kernel.is_file() and initrd.is_file()):
+        return None
+    return TinyGuestImage(kernel, initrd, manifest["kernel_version"], directory.name)
+
+
+def _newest_image(images_dir: Path) -> TinyGuestImage | None:
+    candidates = [
+        image
+        for directory in images_dir.iterdir()
+        if directory.is_dir() and (image := _load_image(directory)) is not None
+    ]
+    return max(candidates, key=lambda image: image.initrd.stat().st_mtime, default=None)
+
+
+@contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    with open(lock_path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build(
+    images_dir: Path, key: str, debs_by_package: dict[str, Path], kernel_pkg: str, report: Progress
+) -> TinyGuestImage:
+    staging = Path(tempfile.mkdtemp(prefix=".build-", dir=images_dir))
+    try:
+        tree = staging / "tree"
+        for package, deb in debs_by_package.items():
+            report(f"unpacking {package}")
+            debs.unpack(deb, tree)
+        kernel_version = kernel_pkg.removeprefix("linux-image-")
+        out = staging / "out"
+        out.mkdir()
+        report("assembling the initramfs")
+        archive = _assemble(tree, kernel_version)
+        (out / "initrd.img").write_bytes(gzip.compress(archive, compresslevel=6, mtime=0))
+        report("unpacking the kernel image")
+        kernel_name = _write_kernel(tree / "boot" / f"vmlinuz-{kernel_version}", out)
+        (out / "manifest.json").write_text(
+            json.dumps(
+                {"kernel_version": kernel_version, "kernel": kernel_name, "debs": sorted(p.name for p in debs_by_package.values())},
+                indent=1,
+            )
+        )
+        final = images_dir / key
+        os.rename(out, final)  # atomic: readers see all of it or nothing
+        report(f"tiny guest ready: {final}")
+        image = _load_image(final)
+        assert image is not None
+        return image
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _write_kernel(bzimage: Path, out: Path) -> str:
+    """Store the kernel QEMU boots fastest; returns its file name in `out`.
+
+    Debian's bzImage holds an xz-compressed ELF kernel.  Decompressing it
+    once here and booting the ELF directly (QEMU's PVH entry) saves the
+    seconds the guest would spend decompressing itself under TCG.  If the
+    payload is not what we expect, the bzImage is used as it is.
+    """
+    data = bzimage.read_bytes()
+    start = data.find(_XZ_MAGIC)
+    if start >= 0:
+        try:
+            elf = lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(data[start:])
+        except lzma.LZMAError:
+            elf = b""
+        if elf.startswith(b"\x7fELF") and has_pvh_entry(elf):
+            (out / "vmlinux").write_bytes(elf)
+            return "vmlinux"
+    shutil.copyfile(bzimage, out / "vmlinuz")
+    return "vmlinuz"
+
+
+def _assemble(tree: Path, kernel_version: str) -> bytes:
+    buffer = io.BytesIO()
+    with CpioWriter(buffer) as cpio:
+        for directory in ("bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "run", "var/log", "etc/vmtui", "mnt"):
+            cpio.add_dir(directory)
+        cpio.add_dir("tmp", 0o1777)
+        cpio.add_dir("root", 0o700)
+        cpio.add_dir("home/test", 0o755)
+        # Needed before devtmpfs is mounted: the kernel opens /dev/console
+        # as init's stdin/stdout.
+        cpio.add_char_device("dev/console", 5, 1)
+        cpio.add_char_device("dev/null", 1, 3, 0o666)
+        cpio.add_file("init", init_script().encode(), 0o755)
+        for path, (text, mode) in _etc_files().items():
+            cpio.add_file(path, text.encode(), mode)
+
+        _add_busybox(cpio, tree / "bin" / "busybox")
+        programs = {
+            "bin/bash": tree / "bin" / "bash-static",
+            "bin/nc": tree / "bin" / "nc.openbsd",
+            "usr/bin/timeout": tree / "usr" / "bin" / "timeout",
+        }
+        for guest_path, host_path in programs.items():
+            cpio.add_file(guest_path, host_path.read_bytes(), 0o755)
+        _add_shared_libraries(cpio, tree, list(programs.values()))
+        _add_modules(cpio, tree, kernel_version)
+    return buffer.getvalue()
+
+
+def _add_busybox(cpio: CpioWriter, busybox: Path) -> None:
+    cpio.add_file("bin/busybox", busybox.read_bytes(), 0o755)
+    # The static busybox runs on the host too; it lists its own applets.
+    listing = subprocess.run(
+        [str(busybox), "--list-full"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    for applet_path in listing:
+        if Path(applet_path).name in _NOT_FROM_BUSYBOX or cpio.has(applet_path):
+            continue
+        cpio.add_symlink(applet_path, "/bin/busybox")
+
+
+def _add_shared_libraries(cpio: CpioWriter, tree: Path, programs: list[Path]) -> None:
+    """Copy the loader and every library the programs need, transitively."""
+    pending = list(programs)
+    while pending:
+        data = pending.pop().read_bytes()
+        loader = interpreter(data)
+        if loader and not cpio.has(loader):
+            cpio.add_file(loader, (tree / loader.lstrip("/")).resolve().read_bytes(), 0o755)
+        for soname in needed_libraries(data):
+            guest_path, host_path = _find_library(tree, soname)
+            if not cpio.has(guest_path):
+                cpio.add_file(guest_path, host_path.read_bytes(), 0o755)
+                pending.append(host_path)
+
+
+def _find_library(tree: Path, soname: str) -> tuple[str, Path]:
+    for directory in _LIB_DIRS:
+        candidate = tree / directory / soname
+        if candidate.exists():
+            # The soname is usually a symlink: store the real file under it.
+            return f"{directory}/{soname}", candidate.resolve()
+    raise KeyError(f"shared library {soname} not found in the unpacked packages")
+
+
+def _add_modules(cpio: CpioWriter, tree: Path, kernel_version: str) -> None:
+    modules_root = tree / "lib" / "modules" / kernel_version
+    load_list = []
+    for module in resolve_modules(modules_root / "kernel", GUEST_MODULES):
+        guest_path = "/" + str(module.relative_to(tree))
+        cpio.add_file(guest_path, module.read_bytes(), 0o644)
+        load_list.append(guest_path)
+    cpio.add_file("etc/vmtui/modules", ("\n".join(load_list) + "\n").encode())
+
+
+def _etc_files() -> dict[str, tuple[str, int]]:
+    """Static files of the guest's /etc: guest path -> (text, mode)."""
+    return {
+        "etc/passwd": (
+            "root:x:0:0:System administrator:/root:/bin/bash\n"
+            "test:x:1000:100:Test user:/home/test:/bin/bash\n"
+            "nobody:x:65534:65534:Unprivileged account:/var/empty:/bin/false\n",
+            0o644,
+        ),
+        "etc/shadow": ("root::1::::::\ntest::1::::::\nnobody:!:1::::::\n", 0o600),
+        "etc/group": (
+            "root:x:0:\nwheel:x:1:test\ntty:x:5:\nusers:x:100:test\nnogroup:x:65534:\n",
+            0o644,
+        ),
+        "etc/nsswitch.conf": ("passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n", 0o644),
+        "etc/shells": ("/bin/sh\n/bin/bash\n", 0o644),
+        "etc/profile": (_PROFILE, 0o644),
+    }
+
+
+# POSIX sh: the init script (busybox ash) sources it before the backdoor too.
+_PROFILE = r"""# /etc/profile of the vmtui tiny guest
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export HOME="${HOME:-/root}"
+case "${TERM:-dumb}" in dumb|linux|vt*) export TERM=xterm-256color ;; esac
+if [ -n "$BASH_VERSION" ]; then
+    if [ "$(id -u)" = 0 ]; then
+        PS1='\[\e[1;31m\]\u@\h\[\e[0m\]:\[\e[1;34m\]\w\[\e[0m\]# '
+    else
+        PS1='\[\e[1;32m\]\u@\h\[\e[0m\]:\[\e[1;34m\]\w\[\e[0m\]\$ '
+    fi
+fi
+alias ls='ls --color=auto'
+alias ll='ls -l'
+"""

@@ -1,0 +1,46 @@
+"""SVG snapshots of the app in fixed states (recorded events, no clock, no blinking cursor).
+
+Regenerate after an intended change of the look:
+    .venv/bin/pytest tests/tui/test_snapshots.py --snapshot-update
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import pytest
+from textual.pilot import Pilot
+
+import scenes
+from vmtui.app import VmtuiApp
+
+SIZE = (140, 42)
+
+
+def _scene(feed: Callable[[VmtuiApp], None]) -> Callable[[Pilot[int]], object]:
+    async def run_before(pilot: Pilot[int]) -> None:
+        await pilot.pause()
+        assert isinstance(pilot.app, VmtuiApp)
+        feed(pilot.app)
+        await pilot.pause()
+
+    return run_before
+
+
+@pytest.mark.parametrize("scene", ["running", "paused", "failed"])
+def test_scene(scene: str, snap_compare: Callable[..., bool], tmp_path: Path) -> None:
+    app = scenes.scene_app(tmp_path)
+    assert snap_compare(app, terminal_size=SIZE, run_before=_scene(getattr(scenes, scene)))
+
+
+def test_console_maximised(snap_compare: Callable[..., bool], tmp_path: Path) -> None:
+    async def run_before(pilot: Pilot[int]) -> None:
+        await _scene(scenes.running)(pilot)
+        await pilot.press("2", "z")
+
+    assert snap_compare(scenes.scene_app(tmp_path), terminal_size=(100, 24), run_before=run_before)
+
+
+def test_help_screen(snap_compare: Callable[..., bool], tmp_path: Path) -> None:
+    assert snap_compare(scenes.scene_app(tmp_path), terminal_size=(110, 40), press=["f1"])

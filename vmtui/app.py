@@ -1,0 +1,624 @@
+"""The vmtui application: script, debugger and every node's console on one screen.
+
+The app composes the widgets and wires them to a `Session` (driver, runner,
+stepper).  Driver events arrive through the `EventBridge` and are drawn in
+batches; every call that can block (booting, running the script, a REPL
+line, reading variables) runs in a thread worker, so the UI never waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from functools import partial
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Iterable
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import ContentSwitcher, Footer, RichLog, Static
+from textual.worker import Worker, WorkerState
+
+from driver.config import TestConfig
+from driver.errors import ConfigError
+from driver.events import (
+    BlockClosed,
+    BlockOpened,
+    DebuggerPaused,
+    DebuggerResumed,
+    EventBus,
+    LogMessage,
+    MachineStateChanged,
+    ScriptFinished,
+    ScriptStarted,
+    StatementFinished,
+    StatementStarted,
+    WaitProgress,
+)
+from vmtui.bridge import Batch, EventBridge, EventsPending
+from vmtui.keymap import default_keymap_path, load_keymap
+from vmtui.screens.help import HelpScreen, bindings_of
+from vmtui.state_files import BreakpointStore, repl_history_path
+from widgets.console_pane import ConsolePane
+from widgets.console_view import ConsoleView
+from widgets.debugger import BreakpointsView, ReplInput, StackView, VariablesView
+from widgets.run_status import RunStatus, error_summary
+from widgets.script_view import PausedKind, ScriptView
+from widgets.timeline import Timeline
+
+# Console batches are drawn at most this often: a flooding guest costs one
+# repaint per frame, however many lines it writes.
+FRAME_RATE = 60.0
+
+# Builds the Session for a config; None shows driver events only (tests,
+# screenshots), with no machines behind them.
+SessionFactory = Callable[[TestConfig], Any]
+
+
+def _language_of(path: Path) -> str:
+    return {".nix": "nix", ".toml": "toml", ".py": "python", ".json": "json"}.get(path.suffix, "text")
+
+
+class VmtuiApp(App[int]):
+    """See the module docstring.  `session_factory(config)` builds the Session."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "vmtui"
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("c,f5", "continue", "Continue", id="vmtui.continue", tooltip="Continue, or start a run of the script"),
+        Binding("n,f10", "step_over", "Step", id="vmtui.step_over", tooltip="Step over one statement"),
+        Binding("s,f11", "step_into", "Into", id="vmtui.step_into", tooltip="Step into a subtest block or function"),
+        Binding("t,ctrl+f10", "run_to_cursor", "To cursor", id="vmtui.run_to_cursor", tooltip="Run to the cursor line"),
+        Binding("b,f9", "toggle_breakpoint", "Break", id="vmtui.toggle_breakpoint", tooltip="Toggle a breakpoint on the cursor line"),
+        Binding("p,f6", "pause", "Pause", id="vmtui.pause", tooltip="Pause before the next statement"),
+        Binding("x,shift+f5,f17", "stop", "Stop", id="vmtui.stop", tooltip="Stop the run (interrupts a wait); VMs stay up"),
+        Binding("r,ctrl+f5", "restart", "Rerun", id="vmtui.restart", tooltip="Reload the script and run it again against the running VMs"),
+        Binding("z,f12", "toggle_maximize", "Max", id="vmtui.maximize", tooltip="Maximise or restore the focused pane"),
+        Binding("exclamation_mark,ctrl+x", "focus_repl", "REPL", id="vmtui.focus_repl", tooltip="Type Python in the paused frame"),
+        Binding("v", "toggle_source", "Source", id="vmtui.toggle_source", show=False, tooltip="Switch between the Python script and the Nix/TOML source"),
+        Binding("C", "focus('script')", "Script", id="vmtui.focus_script", show=False, tooltip="Focus the script"),
+        Binding("V", "focus('variables')", "Variables", id="vmtui.focus_variables", show=False, tooltip="Focus the variables"),
+        Binding("S", "focus('stack')", "Stack", id="vmtui.focus_stack", show=False, tooltip="Focus the call stack"),
+        Binding("B", "focus('breakpoints')", "Breakpoints", id="vmtui.focus_breakpoints", show=False, tooltip="Focus the breakpoints list"),
+        Binding("L", "focus('timeline')", "Timeline", id="vmtui.focus_timeline", show=False, tooltip="Focus the timeline"),
+        *(
+            Binding(str(n), f"focus_console({n})", f"Console {n}", id=f"vmtui.focus_console_{n}", show=False, tooltip=f"Focus console {n}")
+            for n in range(1, 10)
+        ),
+        Binding("question_mark,f1", "help", "Help", id="vmtui.help", tooltip="Show every key"),
+        Binding("q", "quit", "Quit", id="vmtui.quit", tooltip="Quit; every VM is stopped"),
+    ]
+
+    def __init__(
+        self,
+        config: TestConfig,
+        session_factory: SessionFactory | None,
+        *,
+        autostart: bool = True,
+        clock: Callable[[], float] | None = time.monotonic,
+        keymap: dict[str, str] | None = None,
+        state_dir: Path | None = None,
+        handle_signals: bool = False,
+    ) -> None:
+        super().__init__()
+        self.config = config
+        self.session_factory = session_factory
+        self.session: Any = None
+        self.autostart = autostart
+        self.clock = clock
+        self.handle_signals = handle_signals
+        self.bus_bridge = EventBridge(self.post_message)
+        self.breakpoint_store = BreakpointStore(state_dir)
+        self.repl_history = repl_history_path(state_dir)
+        self.last_result_ok: bool | None = None
+        self._last_flush = 0.0
+        self._flush_pending = False
+        self._restart_when_idle = False
+        self._run_requested = False
+        # Run to this line once the run that was just started first stops
+        # (the stepper can only aim at a line while a run exists).
+        self._run_to_after_start: int | None = None
+        if keymap:
+            self.set_keymap(keymap)
+        self.script_source = self._read(config.script_path)
+        source = config.source_path
+        self.alt_source_path = source if source is not None and source != config.script_path and source.is_file() else None
+
+    @staticmethod
+    def _read(path: Path) -> str:
+        try:
+            return path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot read the test script: {exc.strerror}") from None
+
+    # -- layout ---------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        yield RunStatus(self.config.name, id="status")
+        with Horizontal(id="main"):
+            with Vertical(id="left"):
+                with Horizontal(id="code-row"):
+                    with ContentSwitcher(id="sources", initial="script"):
+                        yield ScriptView(self.script_source, id="script")
+                        if self.alt_source_path is not None:
+                            yield ScriptView(
+                                self._read(self.alt_source_path),
+                                language=_language_of(self.alt_source_path),
+                                debugger_gutter=False,
+                                id="alt-source",
+                            )
+                    with Vertical(id="inspector"):
+                        yield VariablesView(id="variables")
+                        yield StackView(id="stack")
+                        yield BreakpointsView(id="breakpoints")
+                yield Static(id="error-banner")
+                with Horizontal(id="bottom-row"):
+                    yield Timeline(id="timeline")
+                    with Vertical(id="repl-pane"):
+                        yield RichLog(id="repl-log", wrap=True, markup=False, highlight=False)
+                        yield ReplInput(history_path=self.repl_history, id="repl")
+            with Vertical(id="consoles"):
+                for index, node in enumerate(self.config.nodes, 1):
+                    yield ConsolePane(node.name, clock=self.clock, id=f"console-{index}")
+        yield Footer(compact=True, show_command_palette=False)
+
+    def on_mount(self) -> None:
+        self._title_panes()
+        self.query_one("#script", ScriptView).focus()
+        self._restore_breakpoints()
+        if not self.config.nodes:
+            self.query_one("#consoles").display = False
+        if self.handle_signals:
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+                loop.add_signal_handler(signum, self.exit, 130 if signum == signal.SIGINT else 143)
+        if self.session_factory is not None:
+            self._open_session()
+
+    def _title_panes(self) -> None:
+        script = self.config.script_path.name
+        alt = f"   [dim]v: {self.alt_source_path.name}[/]" if self.alt_source_path else ""
+        self.query_one("#sources").border_title = f"[b]{script}[/b]{alt}"
+        self.query_one("#variables").border_title = "Variables"
+        self.query_one("#stack").border_title = "Stack"
+        self.query_one("#breakpoints").border_title = "Breakpoints"
+        self.query_one("#timeline").border_title = "Timeline"
+        self.query_one("#repl-pane").border_title = "REPL"
+
+    @property
+    def script_view(self) -> ScriptView:
+        return self.query_one("#script", ScriptView)
+
+    @property
+    def panes(self) -> list[ConsolePane]:
+        return list(self.query(ConsolePane))
+
+    def pane_for(self, machine: str) -> ConsolePane:
+        for pane in self.query(ConsolePane):
+            if pane.machine == machine:
+                return pane
+        # A machine the script created itself (create_machine): give it a pane.
+        pane = ConsolePane(machine, clock=self.clock, id=f"console-{len(self.panes) + 1}")
+        consoles = self.query_one("#consoles")
+        consoles.display = True
+        consoles.mount(pane)
+        return pane
+
+    # -- the session ------------------------------------------------------------
+
+    @work(thread=True, group="session", exit_on_error=False, name="open session")
+    def _open_session(self) -> None:
+        status = self.query_one(RunStatus)
+        self.call_from_thread(status.set_message, "starting", "creating the machines")
+        assert self.session_factory is not None
+        try:
+            session = self.session_factory(self.config)
+        except ConfigError as exc:
+            self.call_from_thread(self._fatal, str(exc))
+            return
+        session.bus.subscribe(self.bus_bridge)
+        self.session = session
+        try:
+            session.load()
+        except ConfigError as exc:
+            self.call_from_thread(self._show_load_error, str(exc))
+            return
+        self.call_from_thread(self._session_ready)
+
+    def _fatal(self, message: str) -> None:
+        self.query_one(RunStatus).set_message("error", message)
+        self._show_error(message, hint="Fix the test and start vmtui again.", title="error")
+
+    def _show_load_error(self, message: str) -> None:
+        self.query_one(RunStatus).set_message("syntax error", message)
+        self._show_error(message, hint="Fix the script and press r to reload it.", title="syntax error")
+
+    def _session_ready(self) -> None:
+        stepper = self.session.stepper
+        for line in self.breakpoint_store.load(self.config.script_path):
+            stepper.set_breakpoint(line)
+        self._show_breakpoints()
+        self.query_one(RunStatus).set_message("ready", "c: run   n: step")
+        if self.autostart or self._run_requested:
+            self._start_run(stop_at_start=False)
+
+    @property
+    def script_running(self) -> bool:
+        return self.session is not None and self.session.is_running
+
+    def _start_run(self, *, stop_at_start: bool, run_to_line: int | None = None) -> None:
+        session = self.session
+        if session is None:
+            self._run_requested = True
+            return
+        if session.is_running:
+            return
+        session.stepper.stop_at_start = stop_at_start or run_to_line is not None
+        self._run_to_after_start = run_to_line
+        self._run_script()
+
+    @work(thread=True, group="script", exit_on_error=False, name="script")
+    def _run_script(self) -> bool:
+        result = self.session.run()
+        return bool(result.ok)
+
+    @on(Worker.StateChanged)
+    def _worker_changed(self, event: Worker.StateChanged) -> None:
+        worker = event.worker
+        if worker.group == "script" and worker.state in (WorkerState.SUCCESS, WorkerState.ERROR):
+            if worker.state is WorkerState.ERROR:
+                self._repl_write(Text(f"internal error in the script thread: {worker.error!r}", style="bold red"))
+            else:
+                self.last_result_ok = bool(worker.result)
+            if self._restart_when_idle:
+                self._restart_when_idle = False
+                self._reload_and_run()
+        elif worker.group == "session" and worker.state is WorkerState.ERROR:
+            self._fatal(f"cannot start the machines: {worker.error}")
+
+    # -- driver events ---------------------------------------------------------
+
+    @on(EventsPending)
+    def _events_pending(self) -> None:
+        wait = self._last_flush + 1.0 / FRAME_RATE - time.monotonic()
+        if wait > 0:
+            if not self._flush_pending:
+                self._flush_pending = True
+                self.set_timer(wait, self._flush)
+        else:
+            self._flush()
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        self._last_flush = time.monotonic()
+        self.apply_batch(self.bus_bridge.drain())
+
+    def apply_batch(self, batch: Batch) -> None:
+        for machine, lines in batch.console.items():
+            self.pane_for(machine).append_lines(lines)
+        for event in batch.events:
+            self.apply_event(event)
+
+    def apply_event(self, event: object) -> None:
+        status = self.query_one(RunStatus)
+        script = self.script_view
+        if isinstance(event, MachineStateChanged):
+            self.pane_for(event.machine).apply_state(event)
+            return
+        if isinstance(event, (BlockOpened, BlockClosed, LogMessage)):
+            self.query_one(Timeline).apply(event)
+            return
+        if isinstance(event, WaitProgress):
+            self.query_one(Timeline).apply(event)
+            status.apply(event)
+            return
+        status.apply(event)
+        if isinstance(event, ScriptStarted):
+            self.query_one(Timeline).apply(event)
+            script.mark_all_stale()
+            script.set_paused(None)
+            script.set_error_line(None)
+            self._hide_error()
+            self.query_one(StackView).clear_stack()
+        elif isinstance(event, StatementStarted):
+            script.mark_running(event.line, event.end_line)
+        elif isinstance(event, StatementFinished):
+            script.mark_finished(event.line, event.end_line, event.ok, event.duration)
+        elif isinstance(event, DebuggerPaused):
+            self._paused(event)
+        elif isinstance(event, DebuggerResumed):
+            script.set_paused(None)
+            self.query_one(StackView).clear_stack()
+        elif isinstance(event, ScriptFinished):
+            self.query_one(Timeline).apply(event)
+            script.set_paused(None)
+            self.query_one(StackView).clear_stack()
+            if not event.ok and not event.cancelled:
+                script.set_error_line(event.error_line)
+                self._show_error(event.error or "the script failed", line=event.error_line)
+            self._refresh_variables()
+
+    def _paused(self, event: DebuggerPaused) -> None:
+        if self._run_to_after_start is not None and event.reason == "step":
+            line, self._run_to_after_start = self._run_to_after_start, None
+            self.session.stepper.run_to_line(line)
+            return
+        script = self.script_view
+        failed = event.reason == "exception"
+        script.set_paused(event.line, PausedKind.ERROR if failed else PausedKind.PAUSED)
+        script.goto_line(event.line)
+        self.query_one(StackView).show_stack(event.stack)
+        if failed:
+            self._show_error(
+                event.error or "the script failed",
+                line=event.line,
+                hint="The VMs are still up: inspect them with the REPL (!).  c or x ends the run, r reruns.",
+                title="post-mortem",
+            )
+        self._refresh_variables()
+
+    # -- error banner -------------------------------------------------------------
+
+    def _show_error(self, error: str, *, line: int | None = None, hint: str = "", title: str = "failed") -> None:
+        banner = self.query_one("#error-banner", Static)
+        banner.border_title = title
+        text = Text()
+        text.append("✗ ", style="bold")
+        text.append(error_summary(error), style="bold")
+        if line is not None:
+            text.append(f"   line {line}: ", style="dim")
+            text.append(self.script_view.line_text(line).strip())
+        details = [row for row in error.strip().splitlines()[:-1] if row.strip()]
+        for row in details[-6:]:
+            text.append("\n  " + row)
+        if hint:
+            text.append("\n" + hint, style="italic")
+        banner.update(text)
+        banner.add_class("-visible")
+
+    def _hide_error(self) -> None:
+        self.query_one("#error-banner").remove_class("-visible")
+
+    # -- inspecting -----------------------------------------------------------------
+
+    def _refresh_variables(self) -> None:
+        if self.session is not None:
+            self._read_variables()
+
+    @work(thread=True, group="inspect", exclusive=True, exit_on_error=False, name="variables")
+    def _read_variables(self) -> None:
+        values = self.session.variables()
+        self.call_from_thread(self.query_one(VariablesView).show_variables, values)
+
+    @on(ReplInput.Evaluate)
+    def _evaluate_requested(self, event: ReplInput.Evaluate) -> None:
+        self._repl_write(Text(f">>> {event.source}", style="bold"))
+        if self.session is None:
+            self._repl_write(Text("the machines are not ready yet", style="yellow"))
+            return
+        self._evaluate(event.source)
+
+    @work(thread=True, group="repl", exit_on_error=False, name="evaluate")
+    def _evaluate(self, source: str) -> None:
+        try:
+            output = self.session.evaluate(source)
+        except Exception as exc:  # noqa: BLE001 - a REPL shows errors, it never dies of them
+            output = f"{type(exc).__name__}: {exc}"
+            self.call_from_thread(self._repl_write, Text(output, style="red"))
+        else:
+            if output:
+                self.call_from_thread(self._repl_write, Text(output))
+        self.call_from_thread(self._refresh_variables)
+
+    def _repl_write(self, text: Text) -> None:
+        self.query_one("#repl-log", RichLog).write(text)
+
+    # -- breakpoints ------------------------------------------------------------------
+
+    def _restore_breakpoints(self) -> None:
+        self.script_view.set_breakpoints(self.breakpoint_store.load(self.config.script_path))
+        self._show_breakpoints()
+
+    def _show_breakpoints(self) -> None:
+        lines = self.session.stepper.breakpoints if self.session is not None else self.script_view.breakpoints
+        self.script_view.set_breakpoints(lines)
+        self.query_one(BreakpointsView).show_breakpoints(lines, self.script_view.line_text)
+
+    def toggle_breakpoint(self, line: int) -> None:
+        if self.session is None:
+            self.notify("the session is still starting", severity="warning", timeout=2)
+            return
+        self.session.stepper.toggle_breakpoint(line)
+        self.breakpoint_store.save(self.config.script_path, self.session.stepper.breakpoints)
+        self._show_breakpoints()
+
+    @on(ScriptView.BreakpointClicked)
+    def _breakpoint_clicked(self, event: ScriptView.BreakpointClicked) -> None:
+        self.toggle_breakpoint(event.line)
+
+    @on(BreakpointsView.RemoveRequested)
+    def _breakpoint_removed(self, event: BreakpointsView.RemoveRequested) -> None:
+        self.toggle_breakpoint(event.line)
+
+    @on(BreakpointsView.LineSelected)
+    @on(Timeline.LineSelected)
+    def _show_line(self, event: BreakpointsView.LineSelected | Timeline.LineSelected) -> None:
+        self.query_one(ContentSwitcher).current = "script"
+        self.script_view.goto_line(event.line)
+
+    @on(StackView.FrameSelected)
+    def _frame_selected(self, event: StackView.FrameSelected) -> None:
+        self.script_view.goto_line(event.frame.line)
+
+    # -- actions --------------------------------------------------------------------------
+
+    def _paused_stepper(self) -> Any:
+        session = self.session
+        if session is not None and session.is_running and session.stepper.is_paused:
+            return session.stepper
+        return None
+
+    def action_continue(self) -> None:
+        stepper = self._paused_stepper()
+        if stepper is not None:
+            stepper.resume()
+        elif not self.script_running:
+            self._start_run(stop_at_start=False)
+
+    def action_step_over(self) -> None:
+        stepper = self._paused_stepper()
+        if stepper is not None:
+            stepper.step_over()
+        elif not self.script_running:
+            self._start_run(stop_at_start=True)
+
+    def action_step_into(self) -> None:
+        stepper = self._paused_stepper()
+        if stepper is not None:
+            stepper.step_into()
+        elif not self.script_running:
+            self._start_run(stop_at_start=True)
+
+    def action_run_to_cursor(self) -> None:
+        line = self.script_view.cursor_line
+        stepper = self._paused_stepper()
+        if stepper is not None:
+            stepper.run_to_line(line)
+        elif not self.script_running:
+            self._start_run(stop_at_start=False, run_to_line=line)
+
+    def action_pause(self) -> None:
+        if self.script_running and self._paused_stepper() is None:
+            self.session.stepper.pause()
+
+    def action_stop(self) -> None:
+        if self.script_running:
+            self.query_one(RunStatus).set_message("stopping", "VMs stay up")
+            self.session.cancel()
+
+    def action_restart(self) -> None:
+        if self.session is None:
+            return
+        if self.script_running:
+            self._restart_when_idle = True
+            self.session.cancel()
+        else:
+            self._reload_and_run()
+
+    def _reload_and_run(self) -> None:
+        try:
+            self.session.load()
+        except ConfigError as exc:
+            self._show_load_error(str(exc))
+            return
+        self.script_source = self.session.source
+        self.script_view.load(self.script_source)
+        self._show_breakpoints()
+        self._start_run(stop_at_start=False)
+
+    def action_toggle_breakpoint(self) -> None:
+        self.toggle_breakpoint(self.script_view.cursor_line)
+
+    def action_toggle_maximize(self) -> None:
+        screen = self.screen
+        if screen.maximized is not None:
+            screen.minimize()
+        elif screen.focused is not None:
+            screen.maximize(screen.focused)
+
+    def action_focus_repl(self) -> None:
+        self.query_one(ReplInput).focus()
+
+    def action_focus(self, widget_id: str) -> None:
+        if widget_id == "script":
+            self.query_one(ContentSwitcher).current = "script"
+        self.query_one(f"#{widget_id}").focus()
+
+    def action_focus_console(self, number: int) -> None:
+        panes = self.panes
+        if 1 <= number <= len(panes):
+            panes[number - 1].query_one(ConsoleView).focus()
+
+    def action_toggle_source(self) -> None:
+        if self.alt_source_path is None:
+            self.notify("this test has no Nix or TOML source besides the script", timeout=2)
+            return
+        switcher = self.query_one(ContentSwitcher)
+        switcher.current = "alt-source" if switcher.current == "script" else "script"
+        shown = self.alt_source_path.name if switcher.current == "alt-source" else self.config.script_path.name
+        other = self.config.script_path.name if switcher.current == "alt-source" else self.alt_source_path.name
+        switcher.border_title = f"[b]{shown}[/b]   [dim]v: {other}[/]"
+        self.query_one(f"#{switcher.current}").focus()
+
+    def action_help(self) -> None:
+        self.push_screen(HelpScreen(self.help_sections()))
+
+    @staticmethod
+    def help_sections() -> list[tuple[str, type]]:
+        return [
+            ("Debugger and panes", VmtuiApp),
+            ("Script", ScriptView),
+            ("Console", ConsoleView),
+            ("Console pane", ConsolePane),
+            ("Breakpoints list", BreakpointsView),
+        ]
+
+    async def action_quit(self) -> None:
+        if self.session is not None:
+            self.session.cancel()
+        self.exit(0 if self.last_result_ok in (None, True) else 1)
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        for binding in bindings_of(VmtuiApp):
+            if binding.show and binding.action != "quit":
+                bound = self._keymap.get(binding.id or "", binding.key)
+                keys = ", ".join(self.get_key_display(Binding(key, binding.action)) for key in bound.split(","))
+                yield SystemCommand(binding.tooltip, f"{binding.description} ({keys})", partial(self.run_action, binding.action))
+        for index, pane in enumerate(self.panes, 1):
+            yield SystemCommand(f"Console: {pane.machine}", f"Focus {pane.machine}'s console", partial(self.action_focus_console, index))
+
+
+def known_binding_ids() -> set[str]:
+    ids = set()
+    for _, owner in VmtuiApp.help_sections():
+        ids.update(binding.id for binding in bindings_of(owner) if binding.id)
+    return ids
+
+
+def run_tui(config: TestConfig, options: Any) -> int:
+    """Open the TUI on a test; returns the exit status (0 passed/quit, 1 failed, 2 bad input)."""
+    from vmtui.session import Session
+
+    try:
+        keymap = load_keymap(default_keymap_path(), known_binding_ids())
+    except ConfigError as exc:
+        print(f"vmtui: {exc}", file=sys.stderr)
+        return 2
+    out_dir = Path(getattr(options, "out_dir", None) or Path.cwd())
+    keep_state = bool(getattr(options, "keep_state", False))
+    sessions: list[Any] = []
+
+    def make_session(cfg: TestConfig) -> Any:
+        session = Session(cfg, EventBus(), out_dir=out_dir, keep_state=keep_state)
+        sessions.append(session)
+        return session
+
+    try:
+        app = VmtuiApp(config, make_session, keymap=keymap, handle_signals=True)
+    except ConfigError as exc:
+        print(f"vmtui: {exc}", file=sys.stderr)
+        return 2
+    try:
+        status = app.run()
+    finally:
+        for session in sessions:
+            session.close()
+    return 0 if status is None else int(status)

@@ -1,0 +1,1 @@
+"""Screens of the vmtui app besides the main one."""

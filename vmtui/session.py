@@ -1,0 +1,76 @@
+"""The driver side of one interactive session: the Driver, the runner, the stepper.
+
+The TUI keeps one Session for its whole life, so the VMs outlive any single
+run of the script: a rerun, a restart after an edit, or a REPL line all talk
+to the same machines.  Nothing here imports Textual; every blocking method is
+meant to be called from a worker thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from driver.config import TestConfig
+from driver.driver import Driver
+from driver.events import EventBus
+from driver.runner import RunResult, ScriptRunner, Statement
+from driver.stepper import Stepper
+
+
+class Session:
+    """Owns the machines and the script state; see docs/internals.md."""
+
+    def __init__(self, config: TestConfig, bus: EventBus, *, out_dir: Path, keep_state: bool = False) -> None:
+        self.config = config
+        self.bus = bus
+        self.driver = Driver(config, bus=bus, out_dir=out_dir, keep_state=keep_state)
+        self.stepper = Stepper(bus)
+        self.runner = ScriptRunner(self.driver, bus, stepper=self.stepper)
+        self._close_lock = threading.Lock()
+        self._closed = False
+
+    # -- the script ---------------------------------------------------------
+
+    def load(self) -> list[Statement]:
+        """(Re)read the script from disk; raises ScriptSyntaxError, nothing changes then."""
+        path = self.config.script_path
+        self.runner.load(path.read_text(encoding="utf-8"), str(path))
+        return self.runner.statements
+
+    @property
+    def source(self) -> str:
+        return self.runner.source
+
+    @property
+    def is_running(self) -> bool:
+        return self.runner.is_running
+
+    def run(self, from_statement: int = 0) -> RunResult:
+        """Run the loaded script (blocks until it ends; call in a worker thread)."""
+        return self.runner.run(from_statement)
+
+    def cancel(self) -> None:
+        """End the current run, from any thread; the VMs stay up."""
+        self.runner.cancel()
+
+    # -- REPL ---------------------------------------------------------------
+
+    def evaluate(self, source: str) -> str:
+        """Evaluate a REPL line in the paused frame (or the last run's namespace)."""
+        return self.stepper.evaluate(source)
+
+    def variables(self) -> dict[str, str]:
+        """The script's own names with their reprs (paused frame, or the last run's)."""
+        return self.stepper.variables()
+
+    # -- lifetime -------------------------------------------------------------
+
+    def close(self) -> None:
+        """End the run and every VM and switch; safe to call twice, from any thread."""
+        with self._close_lock:
+            if self._closed:
+                return
+            self._closed = True
+        self.runner.cancel()
+        self.driver.cleanup()
+

@@ -1,0 +1,264 @@
+"""A virtualised view of one serial console: ANSI colours, bounded scrollback, follow mode.
+
+The view stores raw lines only.  A line is decoded (ANSI SGR -> styles) the
+first time it becomes visible and the result is cached, so absorbing a flood
+costs a list extend per batch, and drawing costs only the lines on screen.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar, Iterable
+
+from rich.style import Style
+from rich.text import Text
+from textual.binding import Binding, BindingType
+from textual.cache import LRUCache
+from textual.events import Resize
+from textual.geometry import Size
+from textual.message import Message
+from textual.reactive import reactive
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+DEFAULT_MAX_LINES = 50_000
+
+# Every escape sequence (CSI, OSC, and two-byte escapes); used to get the
+# plain text of a line for searching.
+_ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+
+# C0 controls other than TAB and ESC (ESC starts the SGR codes we decode),
+# plus DEL: a guest's bells and backspaces must never reach the terminal.
+_CONTROL_TO_NONE = {code: None for code in (*range(0x00, 0x09), *range(0x0A, 0x1B), *range(0x1C, 0x20), 0x7F)}
+
+
+def plain_text(line: str) -> str:
+    """The text of a console line as a reader sees it: no escapes, no controls."""
+    return _ANSI_ESCAPE.sub("", line).translate(_CONTROL_TO_NONE)
+
+
+class ConsoleView(ScrollView, can_focus=True):
+    """Lines of one console, newest at the bottom.
+
+    Follow mode keeps the newest line in view.  It stops as soon as the user
+    scrolls up, and resumes when they scroll back to the bottom (or press End).
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("end", "follow", "Follow", id="console.follow", tooltip="Jump to the newest line and follow"),
+        Binding("f3", "find_next", "Next match", id="console.find_next", show=False),
+        Binding("shift+f3,f15", "find_previous", "Previous match", id="console.find_previous", show=False),
+    ]
+
+    COMPONENT_CLASSES: ClassVar[set[str]] = {"console-view--match", "console-view--current-match"}
+
+    DEFAULT_CSS = """
+    ConsoleView {
+        background: $surface;
+        color: $foreground;
+        scrollbar-size-vertical: 1;
+        scrollbar-size-horizontal: 1;
+        & > .console-view--match { background: $warning 40%; }
+        & > .console-view--current-match { background: $warning; color: $background; }
+    }
+    """
+
+    follow: reactive[bool] = reactive(True, init=False)
+    """Keep the newest line in view as lines arrive."""
+
+    class FollowChanged(Message):
+        """Follow mode switched on or off (by scrolling or by key)."""
+
+        def __init__(self, view: ConsoleView, follow: bool) -> None:
+            super().__init__()
+            self.view = view
+            self.follow = follow
+
+        @property
+        def control(self) -> ConsoleView:
+            return self.view
+
+    def __init__(
+        self,
+        *,
+        max_lines: int = DEFAULT_MAX_LINES,
+        name: str | None = None,
+        id: str | None = None,
+        classes: str | None = None,
+    ) -> None:
+        super().__init__(name=name, id=id, classes=classes)
+        self.max_lines = max_lines
+        self._lines: list[str] = []
+        # Absolute number of the first kept line: lines are numbered from the
+        # start of the console, so cache keys and search positions survive
+        # the oldest lines being dropped.
+        self._first_number = 0
+        self._widest = 0
+        self._strip_cache: LRUCache[int, Strip] = LRUCache(1024)
+        self._search: re.Pattern[str] | None = None
+        self._current_match: int | None = None
+        self.unseen_lines = 0
+        """Lines that arrived while follow mode was off."""
+
+    # -- content ----------------------------------------------------------
+
+    @property
+    def line_count(self) -> int:
+        """Lines currently kept (at most `max_lines`)."""
+        return len(self._lines)
+
+    @property
+    def total_lines(self) -> int:
+        """Lines received since the console started, dropped ones included."""
+        return self._first_number + len(self._lines)
+
+    @property
+    def lines(self) -> list[str]:
+        """The kept raw lines, oldest first (a copy)."""
+        return list(self._lines)
+
+    def append_lines(self, lines: Iterable[str]) -> None:
+        """Add lines at the bottom.  Call on the UI thread, ideally once per batch."""
+        new = lines if isinstance(lines, list) else list(lines)
+        if not new:
+            return
+        self._lines.extend(new)
+        widest = max(map(len, new))
+        if widest > self._widest:
+            self._widest = widest
+        dropped = len(self._lines) - self.max_lines
+        if dropped > 0:
+            del self._lines[:dropped]
+            self._first_number += dropped
+        if not self.follow:
+            self.unseen_lines += len(new)
+        self._content_changed(dropped=max(dropped, 0))
+
+    def clear(self) -> None:
+        self._first_number += len(self._lines)
+        self._lines.clear()
+        self._widest = 0
+        self.unseen_lines = 0
+        self._strip_cache.clear()
+        self.virtual_size = Size(0, 0)
+        self.scroll_to(0, 0, animate=False)
+        self.refresh()
+
+    def _content_changed(self, dropped: int) -> None:
+        # `+ 1` leaves room for the cursor-less last column, so the widest
+        # line is never clipped by the vertical scrollbar.
+        self.virtual_size = Size(self._widest + 1, len(self._lines))
+        if self.follow:
+            self._scroll_to_newest()
+        elif dropped:
+            # Keep the lines the user is reading still under their eyes.
+            self.scroll_target_y = self.scroll_y = max(0, self.scroll_y - dropped)
+        self.refresh()
+
+    def _scroll_to_newest(self) -> None:
+        self.scroll_target_y = self.scroll_y = self.max_scroll_y
+
+    # -- follow mode --------------------------------------------------------
+
+    def watch_scroll_y(self, old_value: float, new_value: float) -> None:
+        super().watch_scroll_y(old_value, new_value)
+        at_bottom = round(new_value) >= self.max_scroll_y
+        if at_bottom != self.follow:
+            self.follow = at_bottom
+
+    def watch_follow(self, follow: bool) -> None:
+        if follow:
+            self.unseen_lines = 0
+            self._scroll_to_newest()
+        self.post_message(self.FollowChanged(self, follow))
+
+    def on_resize(self, event: Resize) -> None:
+        if self.follow:
+            self.call_after_refresh(self._scroll_to_newest)
+
+    def action_follow(self) -> None:
+        self.follow = True
+
+    # -- search -------------------------------------------------------------
+
+    @property
+    def search_term(self) -> str | None:
+        return self._search.pattern if self._search else None
+
+    def set_search(self, term: str | None) -> None:
+        """Highlight every case-insensitive occurrence of `term` (None clears)."""
+        self._search = re.compile(re.escape(term), re.IGNORECASE) if term else None
+        self._current_match = None
+        self._strip_cache.clear()
+        self.refresh()
+
+    def find(self, term: str | None = None, *, backwards: bool = False) -> int | None:
+        """Move to the next (or previous) line containing the search term.
+
+        Searching continues from the current match; without one it starts at
+        the bottom of the view (backwards) or at its top (forwards).  Stops following, so the match stays in
+        view.  Returns the index (in kept lines) of the match, or None.
+        """
+        if term is not None and term != self.search_term:
+            self.set_search(term)
+        if self._search is None or not self._lines:
+            return None
+        count = len(self._lines)
+        if self._current_match is not None and self._current_match >= self._first_number:
+            start = self._current_match - self._first_number
+        elif backwards:  # from just below the last visible line
+            start = min(count, int(self.scroll_y) + self.scrollable_content_region.height)
+        else:  # from just above the first visible line
+            start = int(self.scroll_y) - 1
+        order = range(start - 1, -1, -1) if backwards else range(start + 1, count)
+        search = self._search.search
+        for index in order:
+            if search(plain_text(self._lines[index])):
+                self._current_match = self._first_number + index
+                self.follow = False
+                self._strip_cache.clear()
+                self._scroll_to_line(index)
+                self.refresh()
+                return index
+        return None
+
+    def _scroll_to_line(self, index: int) -> None:
+        height = self.scrollable_content_region.height
+        if not (self.scroll_y <= index < self.scroll_y + height):
+            self.scroll_target_y = self.scroll_y = max(0, index - height // 2)
+
+    def action_find_next(self) -> None:
+        self.find()
+
+    def action_find_previous(self) -> None:
+        self.find(backwards=True)
+
+    # -- rendering ----------------------------------------------------------
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._strip_cache.clear()
+
+    def render_line(self, y: int) -> Strip:
+        scroll_x, scroll_y = self.scroll_offset
+        index = scroll_y + y
+        width = self.scrollable_content_region.width
+        base = self.rich_style
+        if index >= len(self._lines):
+            return Strip.blank(width, base)
+        strip = self._line_strip(index, base)
+        return strip.crop_extend(scroll_x, scroll_x + width, base).apply_offsets(scroll_x, index)
+
+    def _line_strip(self, index: int, base: Style) -> Strip:
+        number = self._first_number + index
+        cached = self._strip_cache.get(number)
+        if cached is not None:
+            return cached
+        text = Text.from_ansi(self._lines[index].translate(_CONTROL_TO_NONE), style=base, no_wrap=True, end="")
+        text.expand_tabs(8)
+        if self._search is not None:
+            component = "console-view--current-match" if number == self._current_match else "console-view--match"
+            text.highlight_regex(self._search, self.get_component_rich_style(component))
+        strip = Strip(text.render(self.app.console), text.cell_len)
+        self._strip_cache[number] = strip
+        return strip
