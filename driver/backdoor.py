@@ -355,6 +355,46 @@ class Backdoor:
             output = base64.b64decode(encoded).decode(errors="replace") if encoded else ""
             return status, output
 
+    def resync(self, deadline: float, prelude: str = "") -> str:
+        """Realign the host side with a guest shell restored from a snapshot.
+
+        After a `snapshot-load` the guest's bash is back where it was at save
+        time (idle, waiting for a command: checkpoints are only taken with the
+        channel held), but the host may still hold bytes the guest sent after
+        the save.  Drop them, then wait for a fresh token: everything before
+        it is stale.  Request ids keep counting, so a late reply replayed from
+        before the restore can never be mistaken for a new one.
+
+        `prelude`, shell commands run in the same round trip (a restored
+        guest is slow to run anything at first, so round trips count); what
+        it prints is returned.
+        """
+        self._buffer.clear()
+        self._broken = False
+        nonce = time.monotonic_ns()
+        start, token = f"VMTUI-SYNC-START-{nonce}", f"VMTUI-SYNC-{nonce}"
+        # The leading newline ends any partial line the guest might hold.
+        payload = f"\necho {start}\n"
+        if prelude:
+            # Through eval: a syntax error in it is a status, not a stuck parser.
+            payload += f"eval {shlex.quote(prelude)} </dev/null 2>/dev/null\n"
+        payload += f"echo {token}\n"
+        self._send(payload.encode(), deadline, "resynchronising the backdoor")
+        said: list[bytes] | None = None
+        while True:
+            line = self._take_line()
+            if line is None:
+                self._fill(deadline, "resynchronising the backdoor")
+                continue
+            if line == token.encode():
+                break
+            if line == start.encode():
+                said = []
+            elif said is not None:
+                said.append(line)
+        self.ready = True
+        return b"\n".join(said or []).decode(errors="replace")
+
     def send_raw(self, text: str, deadline: float | None = None) -> None:
         """Write raw text to the shell, bypassing the framing (`poweroff`)."""
         self._send(text.encode(), deadline, f"sending {text.strip()!r}")

@@ -528,6 +528,11 @@ class Machine:
         finally:
             self._command_lock.release()
 
+    def exclusive_channel(self) -> ContextManager[None]:
+        """Hold the backdoor across several steps (checkpoints, opening shells):
+        no other thread runs a command on this machine until the block ends."""
+        return self._locked_channel()
+
     def is_up(self) -> bool:
         return self.booted and self.connected and self.is_dead() is None
 

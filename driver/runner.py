@@ -125,6 +125,52 @@ def first_changed_statement(old: list[Statement], new: list[Statement]) -> int |
     return min(len(old), len(new))
 
 
+@dataclass(frozen=True)
+class CompiledScript:
+    code_filename: str
+    tree: ast.Module
+    statements: list[Statement]
+    codes: list[types.CodeType]
+
+
+def compile_script(source: str, filename: str) -> CompiledScript:
+    """Split and compile a script; `ScriptSyntaxError` when it does not compile.
+
+    Touches no state, so front ends can check a script before any VM starts.
+    """
+    code_filename = pseudo_filename(filename)
+    try:
+        tree = ast.parse(source, filename=code_filename)
+        statements, codes = _split(tree, source, code_filename)
+    except SyntaxError as exc:
+        raise ScriptSyntaxError(filename, exc.lineno, exc.msg or "invalid syntax") from None
+    except ValueError as exc:  # e.g. a NUL byte in the source
+        raise ScriptSyntaxError(filename, None, str(exc)) from None
+    return CompiledScript(code_filename=code_filename, tree=tree, statements=statements, codes=codes)
+
+
+def find_unknown_node_names(tree: ast.AST, known: Iterable[str]) -> list[tuple[str, int]]:
+    """Names used as `name.<machine method>(...)` that nothing defines.
+
+    Returns (name, first line using it), in line order.  Checked before any
+    VM boots, so a typo in a node name is a one-line error instead of a
+    failure minutes into the run.
+    """
+    defined = _bound_names(tree) | set(known) | set(dir(builtins))
+    first_use: dict[str, int] = {}
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and node.attr in MACHINE_METHODS
+            and isinstance(node.value, ast.Name)
+            and isinstance(node.value.ctx, ast.Load)
+            and node.value.id not in defined
+        ):
+            name = node.value.id
+            first_use[name] = min(first_use.get(name, node.lineno), node.lineno)
+    return sorted(first_use.items(), key=lambda item: (item[1], item[0]))
+
+
 class ScriptRunner:
     """Runs a loaded script statement by statement; see docs/internals.md."""
 
@@ -151,49 +197,32 @@ class ScriptRunner:
         self._in_statement = False
         self._async_pending = False
         self.current_statement: Statement | None = None
+        if stepper is not None and hasattr(driver, "breakpoint_hook"):
+            # `debug.breakpoint()` in the script pauses in this stepper.
+            driver.breakpoint_hook = stepper.request_break
 
     # -- loading ------------------------------------------------------------
 
     def load(self, source: str, filename: str) -> None:
         """Parse and compile `source`; on a syntax error nothing changes."""
-        code_filename = pseudo_filename(filename)
-        try:
-            tree = ast.parse(source, filename=code_filename)
-            statements, codes = _split(tree, source, code_filename)
-        except SyntaxError as exc:
-            raise ScriptSyntaxError(filename, exc.lineno, exc.msg or "invalid syntax") from None
+        script = compile_script(source, filename)
         with self._lock:
             if self._running:
                 raise RuntimeError("cannot load a script while a run is in progress")
             self.source = source
             self.filename = filename
-            self.code_filename = code_filename
-            self.statements = statements
-            self._codes = codes
-            self._tree = tree
+            self.code_filename = script.code_filename
+            self.statements = script.statements
+            self._codes = script.codes
+            self._tree = script.tree
             self._loaded = True
-        register_source(code_filename, source)
+        register_source(script.code_filename, source)
 
-    def unknown_node_names(self, known: Iterable[str]) -> list[str]:
-        """Names used as `name.<machine method>(...)` that nothing defines.
-
-        Checked before any VM boots, so a typo in a node name is a one-line
-        error instead of a failure minutes into the run.
-        """
+    def unknown_node_names(self, known: Iterable[str]) -> list[tuple[str, int]]:
+        """See `find_unknown_node_names`; for the loaded script."""
         if self._tree is None:
             return []
-        defined = _bound_names(self._tree) | set(known) | set(dir(builtins))
-        unknown: set[str] = set()
-        for node in ast.walk(self._tree):
-            if (
-                isinstance(node, ast.Attribute)
-                and node.attr in MACHINE_METHODS
-                and isinstance(node.value, ast.Name)
-                and isinstance(node.value.ctx, ast.Load)
-                and node.value.id not in defined
-            ):
-                unknown.add(node.value.id)
-        return sorted(unknown)
+        return find_unknown_node_names(self._tree, known)
 
     # -- running --------------------------------------------------------------
 
@@ -201,17 +230,21 @@ class ScriptRunner:
     def is_running(self) -> bool:
         return self._running
 
-    def run(self, from_statement: int = 0) -> RunResult:
+    def run(self, from_statement: int = 0, until: int | None = None) -> RunResult:
         """Run statements `from_statement..` (in the calling thread).
 
         From 0, the namespace is fresh (`driver.test_symbols()`); from k > 0
         the namespace of the previous run is reused, so a rerun continues
-        where the unchanged statements left off.
+        where the unchanged statements left off.  With `until`, the run stops
+        before that statement (rerunning only a failed subtest, or replaying
+        up to a statement after restoring a checkpoint).
         """
         if not self._loaded:
             raise RuntimeError("load() a script before run()")
         if not 0 <= from_statement <= len(self.statements):
             raise ValueError(f"no statement {from_statement} (the script has {len(self.statements)})")
+        if until is not None and not from_statement <= until <= len(self.statements):
+            raise ValueError(f"cannot run statements {from_statement} to {until} (the script has {len(self.statements)})")
         with self._lock:
             if self._running:
                 raise RuntimeError("the script is already running")
@@ -221,31 +254,24 @@ class ScriptRunner:
             self._script_thread = threading.get_ident()
         run_id = next(_run_ids)
         try:
-            return self._run(run_id, from_statement)
+            return self._run(run_id, from_statement, until)
         finally:
             with self._lock:
                 self._running = False
                 self._clear_async_exception()
             self.current_statement = None
 
-    def _run(self, run_id: int, from_statement: int) -> RunResult:
+    def _run(self, run_id: int, from_statement: int, until: int | None = None) -> RunResult:
         self.driver.cancel_event.clear()
         if from_statement == 0 or self.namespace is None:
             self.namespace = self._fresh_namespace()
         namespace = self.namespace
         self.driver.logger.set_line_provider(self.current_line)
-        to_run = self.statements[from_statement:]
-        self.bus.publish(
-            ScriptStarted(
-                filename=self.filename,
-                run_id=run_id,
-                first_line=to_run[0].line if to_run else None,
-            )
-        )
-        started = time.monotonic()
-        result = RunResult(ok=True)
+        to_run = self.statements[from_statement:until]
         stepper = self.stepper
         if stepper is not None:
+            # Before ScriptStarted: a front end that reacts to it can already
+            # pause or stop the run.
             stepper.begin_run(
                 run_id=run_id,
                 code_filename=self.code_filename,
@@ -254,7 +280,16 @@ class ScriptRunner:
                 cancel_event=self.driver.cancel_event,
                 namespace=namespace,
             )
+        started = time.monotonic()
+        result = RunResult(ok=True)
         try:
+            self.bus.publish(
+                ScriptStarted(
+                    filename=self.filename,
+                    run_id=run_id,
+                    first_line=to_run[0].line if to_run else None,
+                )
+            )
             for statement in to_run:
                 result = self._run_statement(run_id, statement, namespace)
                 if not result.ok or result.cancelled or self._ended_early:

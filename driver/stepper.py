@@ -78,7 +78,7 @@ class _Run:
     cancel_event: threading.Event
     namespace: dict[str, Any]
     thread_id: int
-    logical_lines: dict[int, int]
+    lines: _LineMap
 
 
 @dataclass
@@ -320,7 +320,7 @@ class Stepper(bdb.Bdb):
                 cancel_event=cancel_event,
                 namespace=namespace,
                 thread_id=threading.get_ident(),
-                logical_lines=_logical_lines(linecache.getlines(code_filename)),
+                lines=_line_map(linecache.getlines(code_filename)),
             )
             self._stop_requested = False
             self._plan = _Plan(_STEP_INTO if self.stop_at_start else _CONTINUE)
@@ -381,11 +381,12 @@ class Stepper(bdb.Bdb):
             return self.trace_dispatch
         if self._stop_requested:
             raise ScriptCancelled("the run was stopped")
-        line = run.logical_lines.get(frame.f_lineno, frame.f_lineno)
+        line = run.lines.of(frame.f_lineno)
         key = id(frame)
-        if self._last_logical.get(key) == line:
-            return self.trace_dispatch  # still the same logical line
+        previous = self._last_logical.get(key)
         self._last_logical[key] = line
+        if previous == line or run.lines.is_with_exit(line, previous):
+            return self.trace_dispatch  # not a new step
         reason = self._stop_reason(frame, line)
         if reason is not None:
             self._interaction(frame, line, reason, stack=self._stack(frame, run))
@@ -433,8 +434,7 @@ class Stepper(bdb.Bdb):
 
     def _same_logical_line(self, line: int, logical_line: int) -> bool:
         run = self._run
-        mapping = run.logical_lines if run is not None else {}
-        return mapping.get(line, line) == logical_line
+        return (run.lines.of(line) if run is not None else line) == logical_line
 
     # -- pausing (script thread) ----------------------------------------------------
 
@@ -472,11 +472,17 @@ class Stepper(bdb.Bdb):
         finally:
             with self._lock:
                 self._pause = None
-                leftovers = _drain(self._commands)
-            for leftover in leftovers:
-                if isinstance(leftover, _Request):
-                    leftover.result = "the script is no longer paused"
-                    leftover.done.set()
+                # Controls that arrived after the one that ended the pause
+                # (continue, then step over, pressed quickly) still count:
+                # the last one becomes the running plan.
+                for leftover in _drain(self._commands):
+                    if isinstance(leftover, _Request):
+                        leftover.result = "the script is no longer paused"
+                        leftover.done.set()
+                    elif isinstance(leftover, _Go):
+                        self._plan = leftover.plan
+                    else:
+                        stopped = True
             self.bus.publish(DebuggerResumed(run_id=run.run_id))
         if stopped or self._stop_requested:
             raise ScriptCancelled("the run was stopped")
@@ -522,7 +528,7 @@ class Stepper(bdb.Bdb):
             summaries.append(
                 FrameSummary(
                     filename=run.display_filename if in_script else f.f_code.co_filename,
-                    line=run.logical_lines.get(f.f_lineno, f.f_lineno) if in_script else f.f_lineno,
+                    line=run.lines.of(f.f_lineno) if in_script else f.f_lineno,
                     function=f.f_code.co_name,
                     in_script=in_script,
                 )
@@ -568,17 +574,33 @@ def _script_names(namespace: dict[str, Any], injected: frozenset[str]) -> dict[s
     }
 
 
-def _logical_lines(lines: list[str]) -> dict[int, int]:
-    """Map every line of a simple statement (or compound header) to its first line.
+@dataclass(frozen=True)
+class _LineMap:
+    """Where each script line belongs, for stepping by logical lines."""
 
-    Python reports line events for each line of a multi-line call; the
-    stepper treats them as one step.
-    """
+    # Every line of a simple statement (or compound header) -> its first line.
+    logical: dict[int, int] = field(default_factory=dict)
+    # `with` header line -> last line of its body.  Python reports the
+    # header again when the body ends (to run `__exit__`): not a new step.
+    with_bodies: dict[int, int] = field(default_factory=dict)
+
+    def of(self, line: int) -> int:
+        return self.logical.get(line, line)
+
+    def is_with_exit(self, line: int, previous: int | None) -> bool:
+        end = self.with_bodies.get(line)
+        return end is not None and previous is not None and line < previous <= end
+
+
+def _line_map(lines: list[str]) -> _LineMap:
+    """Python reports line events for each line of a multi-line call; the
+    stepper treats them as one step."""
     try:
         tree = ast.parse("".join(lines))
     except SyntaxError:
-        return {}
+        return _LineMap()
     mapping: dict[int, int] = {}
+    with_bodies: dict[int, int] = {}
     for node in ast.walk(tree):
         if not isinstance(node, ast.stmt):
             continue
@@ -594,7 +616,9 @@ def _logical_lines(lines: list[str]) -> dict[int, int]:
         for line in range(first, last + 1):
             # Inner statements are visited later and take their own lines.
             mapping[line] = first
-    return mapping
+        if isinstance(node, (ast.With, ast.AsyncWith)):
+            with_bodies[first] = node.end_lineno or first
+    return _LineMap(logical=mapping, with_bodies=with_bodies)
 
 
 def _evaluate(source: str, globals_: dict[str, Any], locals_: Any) -> str:

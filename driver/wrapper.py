@@ -224,7 +224,9 @@ def _exec_flags(line: str, *, origin: str) -> list[str]:
         if word.source in _PLACEHOLDERS:
             continue
         if word.expands:
-            raise ConfigError(f"{origin}: the exec line uses a shell expansion vmtui cannot evaluate: {word.source}")
+            raise ConfigError(
+                f"{origin}: the exec line uses a shell expansion vmtui cannot evaluate: {word.source}"
+            )
         flags.append(word.text)
     return flags
 
@@ -312,7 +314,7 @@ def _ansi_c_quoted(line: str, i: int, out: list[str], *, origin: str) -> int:
             i += 2
         elif esc in ("x", "u", "U"):
             width = {"x": 2, "u": 4, "U": 8}[esc]
-            digits = re.match(r"[0-9a-fA-F]{1,%d}" % width, line[i + 2 :])
+            digits = re.match(rf"[0-9a-fA-F]{{1,{width}}}", line[i + 2 :])
             if digits is None:
                 out.append("\\" + esc)
                 i += 2
@@ -382,7 +384,11 @@ def _from_flags_and_env(args: argparse.Namespace, environ: Mapping[str, str]) ->
     vm_scripts = _env_list(args.vm_start_scripts, environ, "vmStartScripts")
     container_names = _env_list(args.container_names, environ, "containerNames")
     container_scripts = _env_list(args.container_start_scripts, environ, "containerStartScripts")
-    era = ERA_NSPAWN if any(x is not None for x in (vm_names, vm_scripts, container_names, container_scripts)) else ERA_ENV
+    era = (
+        ERA_NSPAWN
+        if any(x is not None for x in (vm_names, vm_scripts, container_names, container_scripts))
+        else ERA_ENV
+    )
 
     _reject_containers(container_names or [], container_scripts or [])
     if vm_names is not None or vm_scripts is not None:
@@ -417,7 +423,10 @@ def _from_json_config(args: argparse.Namespace, path: Path) -> DriverInvocation:
 
     containers = _json_machines(data.get("containers", {}), "containers", origin)
     _reject_containers([name for name, _ in containers], [])
-    nodes = [NodeConfig(name=name, start_command=shlex.quote(str(_absolute(script, base=path.parent)))) for name, script in _json_machines(data.get("vms"), "vms", origin)]
+    nodes = [
+        NodeConfig(name=name, start_command=_start_command(script, base=path.parent))
+        for name, script in _json_machines(data.get("vms"), "vms", origin)
+    ]
     _check_unique(nodes)
     script = data.get("test_script")
     if not isinstance(script, str) or not script:
@@ -428,9 +437,13 @@ def _from_json_config(args: argparse.Namespace, path: Path) -> DriverInvocation:
     vlans = _vlans([str(v) for v in vlans_raw])
     timeout_raw = data.get("global_timeout")
     timeout = None if timeout_raw is None else _seconds(timeout_raw, "global_timeout")
-    config = TestConfig(nodes=nodes, vlans=vlans, script_path=_absolute(script, base=path.parent), global_timeout=timeout)
+    config = TestConfig(
+        nodes=nodes, vlans=vlans, script_path=_absolute(script, base=path.parent), global_timeout=timeout
+    )
     log_level = args.log_level
-    return _invocation(config, ERA_JSON, args, log_level=log_level, ssh_backdoor=bool(data.get("enable_ssh_backdoor")))
+    return _invocation(
+        config, ERA_JSON, args, log_level=log_level, ssh_backdoor=bool(data.get("enable_ssh_backdoor"))
+    )
 
 
 def _json_machines(value: object, key: str, origin: str) -> list[tuple[str, str]]:
@@ -485,14 +498,20 @@ def _named_nodes(names: list[str] | None, scripts: list[str]) -> list[NodeConfig
         return [_node_from_script(s) for s in scripts]
     if len(names) != len(scripts):
         raise ConfigError(f"{len(names)} VM names ({' '.join(names)}) but {len(scripts)} VM start scripts")
-    return [NodeConfig(name=n, start_command=shlex.quote(str(_absolute(s)))) for n, s in zip(names, scripts)]
+    pairs = zip(names, scripts, strict=True)
+    return [NodeConfig(name=n, start_command=_start_command(s)) for n, s in pairs]
 
 
 def _node_from_script(script: str) -> NodeConfig:
     # The env-var era's rule: the name is the `<hostName>` of `run-<hostName>-vm`.
     match = _START_SCRIPT_NAME.search(os.path.basename(script))
     name = match.group(1) if match else "machine"
-    return NodeConfig(name=name, start_command=shlex.quote(str(_absolute(script))))
+    return NodeConfig(name=name, start_command=_start_command(script))
+
+
+def _start_command(script: str, base: Path | None = None) -> str:
+    # The Machine runs it through a shell: quote it (store paths need no quotes).
+    return shlex.quote(str(_absolute(script, base=base)))
 
 
 def _check_unique(nodes: list[NodeConfig]) -> None:
@@ -516,7 +535,9 @@ def _vlans(words: list[str]) -> list[int]:
     return sorted(vlans)
 
 
-_ISO_DURATION = re.compile(r"^P(?:(\d+(?:\.\d+)?)D)?(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?)?$")
+_ISO_DURATION = re.compile(
+    r"^P(?:(\d+(?:\.\d+)?)D)?(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?)?$"
+)
 
 
 def _seconds(value: object, what: str) -> float:
@@ -575,7 +596,8 @@ def _read_text(wrapper: Path) -> str:
         raise ConfigError(f"cannot read {wrapper}: {exc.strerror}") from None
     if data.startswith(b"\x7fELF") or b"\0" in data[:4096]:
         raise ConfigError(
-            f"{wrapper} is a binary wrapper, not a makeWrapper shell script; vmtui cannot read its configuration"
+            f"{wrapper} is a binary wrapper, not a makeWrapper shell script;"
+            " vmtui cannot read its configuration"
         )
     if not data.startswith(b"#!"):
         raise ConfigError(f"{wrapper} is not a shell script")

@@ -72,13 +72,13 @@ pkgs.testers.runNixOSTest {
     with subtest("the client reads it by host name, across the VLAN"):
         client.wait_for_unit("multi-user.target")
         listing = json.loads(client.succeed("curl --fail --silent http://server:3000/todos.json"))
-        t.assertEqual([todo["id"] for todo in listing], [1, 2, 3])
+        assert [todo["id"] for todo in listing] == [1, 2, 3], listing
 
     with subtest("exactly one todo is still open"):
         still_open = client.succeed(
             "curl --fail --silent http://server:3000/todos.json"
             " | jq -r '.[] | select(.done | not) | .task'"
         )
-        t.assertEqual(still_open.strip(), "read the list across the VLAN")
+        assert still_open.strip() == "read the list across the VLAN", still_open
   '';
 }

@@ -35,7 +35,9 @@ def bash_quote(value: str) -> str:
     """`${value@Q}`: what makeWrapper writes for `--set NAME value`."""
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
         escaped = {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\x1b": "\\E", "\\": "\\\\", "'": "\\'"}
-        body = "".join(escaped.get(c, f"\\{ord(c):03o}" if ord(c) < 0x20 or ord(c) == 0x7F else c) for c in value)
+        body = "".join(
+            escaped.get(c, f"\\{ord(c):03o}" if ord(c) < 0x20 or ord(c) == 0x7F else c) for c in value
+        )
         return f"$'{body}'"
     return "'" + value.replace("'", "'\\''") + "'"
 
@@ -58,7 +60,15 @@ def wrapper_text(
     lines += [f"export {name}={bash_quote(value)}" for name, value in exports]
     if style == "classic-eu":
         lines.append("set +u")
-        parts = ["exec", "-a", bash_quote("$0"), bash_quote(program), *flags, '"${extraFlagsArray[@]}"', '"$@"']
+        parts = [
+            "exec",
+            "-a",
+            bash_quote("$0"),
+            bash_quote(program),
+            *flags,
+            '"${extraFlagsArray[@]}"',
+            '"$@"',
+        ]
         lines.append(" ".join(parts))
     elif style == "2021":
         # flagsBefore accumulates as "$flagsBefore $flags": note the double space.
@@ -90,7 +100,7 @@ class FakeStore:
         """A `<vm>/bin/run-<host>-vm` that is never booted (parsing tests only)."""
         script = self.path("nixos-vm", salt=host + salt) / "bin" / f"run-{host}-vm"
         script.parent.mkdir(parents=True, exist_ok=True)
-        script.write_text(f"#! {BASH_2024}\nexec qemu-system-x86_64 -name {host} \"$@\"\n")
+        script.write_text(f'#! {BASH_2024}\nexec qemu-system-x86_64 -name {host} "$@"\n')
         script.chmod(0o755)
         return script
 
@@ -235,7 +245,11 @@ def write_fake_nix(bin_dir: Path, table: Mapping[str, Mapping[str, object]], log
     table_file.write_text(json.dumps(table))
     for program in ("nix-build", "nix"):
         path = bin_dir / program
-        path.write_text(FAKE_NIX_SCRIPT.format(python=sys.executable, program=program, table=str(table_file), log=str(log)))
+        path.write_text(
+            FAKE_NIX_SCRIPT.format(
+                python=sys.executable, program=program, table=str(table_file), log=str(log)
+            )
+        )
         path.chmod(path.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
 
 
@@ -327,7 +341,9 @@ error:
 """
 
 
-def answer(out: Path | None = None, *, stderr: str = "", status: int | None = None, hang: bool = False) -> dict[str, object]:
+def answer(
+    out: Path | None = None, *, stderr: str = "", status: int | None = None, hang: bool = False
+) -> dict[str, object]:
     """One entry of a fake Nix's table: a successful build of `out`, or a failure."""
     entry: dict[str, object] = {"stderr": stderr.splitlines()}
     if out is not None:
@@ -400,3 +416,150 @@ error: file 'nixpkgs' was not found in the Nix search path (add it using $NIX_PA
              |         ^
 (use '--show-trace' to show detailed location information)
 """
+
+
+# -- a real Nix: Debian's nix-bin, unpacked, with a private store ------------
+
+# nix-bin's libraries that a Debian 12 system without Nix lacks.
+DEBIAN_NIX_PACKAGES = (
+    "nix-bin",
+    "libboost-context1.74.0",
+    "libcpuid16",
+    "libgc1",
+    "libsodium23",
+    "libarchive13",
+)
+
+
+def debian_nix(work: Path) -> dict[str, str] | None:
+    """An environment in which `nix-build`/`nix` are Debian's Nix (2.8), or None.
+
+    The packages are fetched with `apt-get download` into vmtui's cache and
+    unpacked under `work`, never installed; the store, state and config live
+    under `work` too, so nothing outside it changes.  None when the packages
+    cannot be fetched (no apt lists, no network).
+    """
+    from driver.guest import debs
+
+    try:
+        files = debs.resolve_deb_files(list(DEBIAN_NIX_PACKAGES), lambda _m: None)
+        downloaded = debs.download(files, debs.cache_dir() / "debs", lambda _m: None)
+    except debs.PackageError:
+        return None
+    root = work / "nix-bin"
+    for deb in downloaded.values():
+        debs.unpack(deb, root)
+    conf = work / "etc"
+    conf.mkdir(parents=True, exist_ok=True)
+    # Root needs no build users; no sandbox (it would need the store at
+    # /nix/store), no binary cache (no network), and the build hook from the
+    # unpacked tree rather than /usr/libexec.
+    (conf / "nix.conf").write_text(
+        "build-users-group =\nsandbox = false\nsubstituters =\n"
+        f"build-hook = {root}/usr/libexec/nix/build-remote\n"
+    )
+    lib_dirs = sorted({str(p.parent) for p in root.rglob("*.so*")})
+    return {
+        "PATH": f"{root}/usr/bin:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "LD_LIBRARY_PATH": ":".join(lib_dirs),
+        "NIX_STORE_DIR": str(work / "store"),
+        "NIX_STATE_DIR": str(work / "state"),
+        "NIX_LOG_DIR": str(work / "log"),
+        "NIX_CONF_DIR": str(conf),
+        "NIX_PATH": "",
+    }
+
+
+def nix_string(text: str) -> str:
+    """A Nix double-quoted string literal holding `text`."""
+    escaped = (
+        text.replace("\\", "\\\\")
+        .replace('"', '\\"')
+        .replace("${", "\\${")
+        .replace("\n", "\\n")
+        .replace("\t", "\\t")
+    )
+    return f'"{escaped}"'
+
+
+def write_real_nix_test(
+    directory: Path,
+    *,
+    era: str,
+    start_scripts: Mapping[str, str],
+    script: str,
+    vlans: Sequence[int] = (1,),
+    global_timeout: int = 3600,
+    build_fails: bool = False,
+) -> Path:
+    """A `.nix` file whose `driverInteractive` real Nix builds into a driver output.
+
+    Each node's start script (`start_scripts`: name -> script text) becomes
+    its own `nixos-vm` derivation with `bin/run-<name>-vm`; the driver output
+    holds `test-script` and a makeWrapper-style `bin/nixos-test-driver` of the
+    given era, referring to those store paths exactly as nixpkgs' would.
+    """
+    names = sorted(start_scripts)
+    vm_exe = {n: f"@VM_{n}@/bin/run-{n}-vm" for n in names}
+    hidden = "@OUT@/bin/.nixos-test-driver-wrapped"
+    if era == "env-var":
+        exports = [
+            ("startScripts", " ".join(vm_exe[n] for n in names)),
+            ("testScript", "@OUT@/test-script"),
+            ("globalTimeout", str(global_timeout)),
+            ("vlans", " ".join(str(v) for v in vlans)),
+        ]
+        wrapper = wrapper_text(exports=exports, program=hidden, flags=["--interactive"])
+        config_text = ""
+    elif era == "json-config":
+        config = {
+            "containers": {},
+            "enable_ssh_backdoor": False,
+            "global_timeout": global_timeout,
+            "test_script": "@SCRIPT@",
+            "vlans": list(vlans),
+            "vms": {n: {"name": n, "start_script": vm_exe[n]} for n in names},
+        }
+        config_text = json.dumps(config, indent=2, sort_keys=True) + "\n"
+        wrapper = wrapper_text(
+            exports=[], program=hidden, flags=["--config", "@CONFIG@", "--log-level", "info", "--interactive"]
+        )
+    else:
+        raise ValueError(f"unsupported era {era!r}")
+
+    vm_defs = "\n".join(f"  vm_{n} = mkVm {nix_string(n)} {nix_string(start_scripts[n])};" for n in names)
+    subst_from = " ".join(nix_string(f"@VM_{n}@") for n in names)
+    subst_to = " ".join(f'"${{vm_{n}}}"' for n in names)
+    fail = (
+        "echo 'testScriptWithTypes:1: error: Name \"clinet\" is not defined'; exit 1" if build_fails else ""
+    )
+    text = f"""\
+# Written by tests/nixfixtures.py: a stand-in for a NixOS test's driver, for real Nix.
+{{ }}:
+let
+  sh = args: name: env: derivation ({{ inherit name; system = builtins.currentSystem; builder = "/bin/sh"; args = [ "-c" args ]; }} // env);
+  mkVm = host: text: sh "/bin/mkdir -p $out/bin && printf '%s' \\"$text\\" > $out/bin/run-${{host}}-vm && /bin/chmod +x $out/bin/run-${{host}}-vm" "nixos-vm" {{ inherit text; }};
+{vm_defs}
+  subst = builtins.replaceStrings [ {subst_from} ] [ {subst_to} ];
+  testScript = sh "printf '%s' \\"$text\\" > $out" "test-script" {{ text = {nix_string(script)}; }};
+  config = sh "printf '%s' \\"$text\\" > $out" "driverConfiguration.json" {{
+    text = builtins.replaceStrings [ "@SCRIPT@" ] [ "${{testScript}}" ] (subst {nix_string(config_text)});
+  }};
+in
+{{
+  driverInteractive = sh ''
+    echo "building the driver of todos" >&2
+    {fail}
+    /bin/mkdir -p $out/bin
+    /bin/cp ${{testScript}} $out/test-script
+    /bin/ln -s /nix/store/not-here/bin/nixos-test-driver $out/bin/.nixos-test-driver-wrapped
+    printf '%s' "$wrapper" > $out/bin/nixos-test-driver
+    /bin/chmod +x $out/bin/nixos-test-driver
+  '' "nixos-test-driver-todos" {{
+    wrapper = builtins.replaceStrings [ "@OUT@" "@CONFIG@" ] [ (builtins.placeholder "out") "${{config}}" ] (subst {nix_string(wrapper)});
+  }};
+}}
+"""
+    path = directory / "todos.nix"
+    path.write_text(text)
+    return path

@@ -9,6 +9,7 @@ line, reading variables) runs in a thread worker, so the UI never waits.
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import sys
 import time
@@ -52,9 +53,13 @@ from widgets.run_status import RunStatus, error_summary
 from widgets.script_view import PausedKind, ScriptView
 from widgets.timeline import Timeline
 
-# Console batches are drawn at most this often: a flooding guest costs one
-# repaint per frame, however many lines it writes.
-FRAME_RATE = 60.0
+# Driver events are drawn at most FRAME_RATE times a second: a flooding
+# guest costs one repaint per frame, however many lines it writes.  While
+# consoles flood (more lines per frame than anyone can read) the rate drops
+# to FLOOD_FRAME_RATE, leaving the time to keys and the rest of the UI.
+FRAME_RATE = 30.0
+FLOOD_FRAME_RATE = 12.0
+FLOOD_LINES_PER_FRAME = 400
 
 # Builds the Session for a config; None shows driver events only (tests,
 # screenshots), with no machines behind them.
@@ -93,7 +98,7 @@ class VmtuiApp(App[int]):
             for n in range(1, 10)
         ),
         Binding("question_mark,f1", "help", "Help", id="vmtui.help", tooltip="Show every key"),
-        Binding("q", "quit", "Quit", id="vmtui.quit", tooltip="Quit; every VM is stopped"),
+        Binding("q,ctrl+c", "quit", "Quit", id="vmtui.quit", tooltip="Quit; every VM is stopped"),
     ]
 
     def __init__(
@@ -105,7 +110,7 @@ class VmtuiApp(App[int]):
         clock: Callable[[], float] | None = time.monotonic,
         keymap: dict[str, str] | None = None,
         state_dir: Path | None = None,
-        handle_signals: bool = False,
+        owns_process: bool = False,
     ) -> None:
         super().__init__()
         self.config = config
@@ -113,18 +118,22 @@ class VmtuiApp(App[int]):
         self.session: Any = None
         self.autostart = autostart
         self.clock = clock
-        self.handle_signals = handle_signals
+        # True when this app is the vmtui process itself (run_tui): it then
+        # handles SIGTERM/SIGHUP/SIGINT and tunes the garbage collector.
+        self.owns_process = owns_process
         self.bus_bridge = EventBridge(self.post_message)
         self.breakpoint_store = BreakpointStore(state_dir)
         self.repl_history = repl_history_path(state_dir)
         self.last_result_ok: bool | None = None
         self._last_flush = 0.0
+        self._frame_interval = 1.0 / FRAME_RATE
         self._flush_pending = False
         self._restart_when_idle = False
         self._run_requested = False
         # Run to this line once the run that was just started first stops
         # (the stepper can only aim at a line while a run exists).
         self._run_to_after_start: int | None = None
+        self._unsubscribe: Callable[[], None] | None = None
         if keymap:
             self.set_keymap(keymap)
         self.script_source = self._read(config.script_path)
@@ -175,12 +184,22 @@ class VmtuiApp(App[int]):
         self._restore_breakpoints()
         if not self.config.nodes:
             self.query_one("#consoles").display = False
-        if self.handle_signals:
+        if self.owns_process:
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
                 loop.add_signal_handler(signum, self.exit, 130 if signum == signal.SIGINT else 143)
+            # Everything built so far (Textual, the DOM, the driver's modules)
+            # lives as long as the app: moving it out of the collector's view
+            # makes the full collections a console flood provokes short
+            # (measured: a 150 ms pause became tens of ms, benchmarks/bench_keys.py).
+            self.call_after_refresh(gc.freeze)
         if self.session_factory is not None:
             self._open_session()
+
+    def on_unmount(self) -> None:
+        # The session may outlive the app (tests share booted machines).
+        if self._unsubscribe is not None:
+            self._unsubscribe()
 
     def _title_panes(self) -> None:
         script = self.config.script_path.name
@@ -223,14 +242,22 @@ class VmtuiApp(App[int]):
         except ConfigError as exc:
             self.call_from_thread(self._fatal, str(exc))
             return
-        session.bus.subscribe(self.bus_bridge)
-        self.session = session
+        self._unsubscribe = session.bus.subscribe(self.bus_bridge)
         try:
             session.load()
         except ConfigError as exc:
-            self.call_from_thread(self._show_load_error, str(exc))
+            self.call_from_thread(self._attach_session, session, str(exc))
+        else:
+            self.call_from_thread(self._attach_session, session, None)
+
+    def _attach_session(self, session: Any, load_error: str | None) -> None:
+        # Set on the UI thread, and only once the script is loaded (or known
+        # not to compile), so no key can reach a half-made session.
+        self.session = session
+        if load_error is not None:
+            self._show_load_error(load_error)
             return
-        self.call_from_thread(self._session_ready)
+        self._session_ready()
 
     def _fatal(self, message: str) -> None:
         self.query_one(RunStatus).set_message("error", message)
@@ -241,10 +268,12 @@ class VmtuiApp(App[int]):
         self._show_error(message, hint="Fix the script and press r to reload it.", title="syntax error")
 
     def _session_ready(self) -> None:
+        """The script is loaded: saved breakpoints go to the stepper, the run may start."""
         stepper = self.session.stepper
         for line in self.breakpoint_store.load(self.config.script_path):
             stepper.set_breakpoint(line)
         self._show_breakpoints()
+        self._hide_error()
         self.query_one(RunStatus).set_message("ready", "c: run   n: step")
         if self.autostart or self._run_requested:
             self._start_run(stop_at_start=False)
@@ -287,18 +316,21 @@ class VmtuiApp(App[int]):
 
     @on(EventsPending)
     def _events_pending(self) -> None:
-        wait = self._last_flush + 1.0 / FRAME_RATE - time.monotonic()
+        wait = self._last_flush + self._frame_interval - time.monotonic()
         if wait > 0:
             if not self._flush_pending:
                 self._flush_pending = True
-                self.set_timer(wait, self._flush)
+                self.set_timer(wait, self._draw_pending_events)
         else:
-            self._flush()
+            self._draw_pending_events()
 
-    def _flush(self) -> None:
+    def _draw_pending_events(self) -> None:
         self._flush_pending = False
         self._last_flush = time.monotonic()
-        self.apply_batch(self.bus_bridge.drain())
+        batch = self.bus_bridge.drain()
+        flooding = batch.console_line_count > FLOOD_LINES_PER_FRAME
+        self._frame_interval = 1.0 / (FLOOD_FRAME_RATE if flooding else FRAME_RATE)
+        self.apply_batch(batch)
 
     def apply_batch(self, batch: Batch) -> None:
         for machine, lines in batch.console.items():
@@ -513,6 +545,7 @@ class VmtuiApp(App[int]):
             self._reload_and_run()
 
     def _reload_and_run(self) -> None:
+        was_loaded = bool(self.session.runner.statements)
         try:
             self.session.load()
         except ConfigError as exc:
@@ -520,6 +553,10 @@ class VmtuiApp(App[int]):
             return
         self.script_source = self.session.source
         self.script_view.load(self.script_source)
+        if not was_loaded:
+            self._run_requested = True
+            self._session_ready()
+            return
         self._show_breakpoints()
         self._start_run(stop_at_start=False)
 
@@ -612,7 +649,7 @@ def run_tui(config: TestConfig, options: Any) -> int:
         return session
 
     try:
-        app = VmtuiApp(config, make_session, keymap=keymap, handle_signals=True)
+        app = VmtuiApp(config, make_session, keymap=keymap, owns_process=True)
     except ConfigError as exc:
         print(f"vmtui: {exc}", file=sys.stderr)
         return 2

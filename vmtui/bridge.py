@@ -52,14 +52,18 @@ class EventBridge:
         self._lock = threading.Lock()
         self._batch = Batch()
         self._signalled = False
+        self.dropped_lines = 0
+        """Console lines dropped because the UI fell more than a pane's scrollback behind."""
 
     def __call__(self, event: Event) -> None:
         with self._lock:
             if isinstance(event, ConsoleOutput):
                 pending = self._batch.console.setdefault(event.machine, [])
                 pending.extend(event.lines)
-                if len(pending) > self._max_pending_lines:
-                    del pending[: len(pending) - self._max_pending_lines]
+                excess = len(pending) - self._max_pending_lines
+                if excess > 0:
+                    del pending[:excess]
+                    self.dropped_lines += excess
             else:
                 self._batch.events.append(event)
             if self._signalled:

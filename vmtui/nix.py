@@ -93,10 +93,14 @@ def parse_nix_target(target: str, attr: str | None = None) -> NixTarget:
         return NixTarget(file=path.resolve(), attr=attr or None)
     if "#" in target:
         if attr:
-            raise ConfigError(f"-A applies to .nix files; for a flake, write the attribute after '#': {target}.{attr}")
+            raise ConfigError(
+                f"-A applies to .nix files; for a flake, write the attribute after '#': {target}.{attr}"
+            )
         flake, _, flake_attr = target.partition("#")
         if not flake_attr:
-            raise ConfigError(f"{target}: name the test after '#', e.g. {flake or '.'}#checks.x86_64-linux.<name>")
+            raise ConfigError(
+                f"{target}: name the test after '#', e.g. {flake or '.'}#checks.x86_64-linux.<name>"
+            )
         return NixTarget(flake_ref=target)
     raise ConfigError(f"{target} is neither a .nix file nor a flake reference (<flake>#<attribute>)")
 
@@ -133,7 +137,15 @@ def build_driver(
     if target.flake_ref is not None:
         ref, _, flake_attr = target.flake_ref.partition("#")
         # `--json` rather than `--print-out-paths`, which Nix before 2.9 lacks.
-        argv = ["nix", *_FLAKE_FEATURES, "build", f"{ref}#{_driver_attr(flake_attr)}", "--no-link", "--json", "-L"]
+        argv = [
+            "nix",
+            *_FLAKE_FEATURES,
+            "build",
+            f"{ref}#{_driver_attr(flake_attr)}",
+            "--no-link",
+            "--json",
+            "-L",
+        ]
         return _build(argv, target, on_progress=on_progress, cancel=cancel)
     assert target.file is not None
     argv = ["nix-build", str(target.file), "-A", _driver_attr(target.attr), "--no-out-link"]
@@ -302,7 +314,9 @@ def _run(
     return proc.returncode, list(tail), "".join(out_parts)
 
 
-def _classify_failure(err_lines: list[str], target: NixTarget, *, as_module: bool) -> NixError | _NeedsArguments:
+def _classify_failure(
+    err_lines: list[str], target: NixTarget, *, as_module: bool
+) -> NixError | _NeedsArguments:
     lines = [_ANSI.sub("", line) for line in err_lines]
     text = "\n".join(lines)
     builder = None
@@ -335,7 +349,12 @@ def _classify_failure(err_lines: list[str], target: NixTarget, *, as_module: boo
     auto_call = _AUTO_CALL.search(text)
     # Only the file's own top-level function: a call without arguments deeper
     # down is an ordinary evaluation error.
-    if auto_call and not as_module and auto_call.group("file") in (None, str(target.file)):
+    if (
+        auto_call
+        and target.file is not None
+        and not as_module
+        and auto_call.group("file") in (None, str(target.file))
+    ):
         return _NeedsArguments()
     if as_module and _NO_NIXPKGS.search(text):
         return NixEvalError(

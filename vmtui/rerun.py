@@ -18,8 +18,10 @@ Modes (`RerunMode`):
 - CHECKPOINT: restore the newest checkpoint taken before the first change,
   then run from the statement it was taken at.
 
-Nothing here touches a VM or a thread: `plan_rerun` is a pure function, and
-`RunTracker` only listens to driver events.
+`plan_rerun` is a pure function and `RunTracker` only listens to driver
+events; `RerunController` puts them to work: it reacts to a save (from
+`vmtui.watch.FileWatcher`), cancels the run in flight, restores a checkpoint
+if asked, and starts the rerun through the front end.
 """
 
 from __future__ import annotations
@@ -28,8 +30,10 @@ import ast
 import difflib
 import enum
 import threading
+import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Callable, Protocol, Sequence
 
 from driver.events import (
     BlockClosed,
@@ -401,3 +405,229 @@ def plan_rewind(statement_index: int, checkpoints: Sequence[CheckpointMark]) -> 
         reason += f", then replaying {replay} statement{'s' if replay > 1 else ''} up to the chosen one"
     return RerunPlan(RerunMode.CHECKPOINT, chosen.statement_index if replay else None,
                      stop=statement_index, checkpoint=chosen.name, reason=reason)
+
+
+# -- the controller: saves become reruns against the live VMs ------------------------
+
+
+@dataclass(frozen=True)
+class SaveOutcome:
+    """What one save led to (for the UI: a summary line, a syntax error mark)."""
+
+    plan: RerunPlan | None = None
+    syntax_error: ScriptSyntaxError | None = None
+    # Something went wrong before anything ran (a checkpoint could not be restored ...).
+    error: str | None = None
+    # The statements now loaded (after a successful save).
+    statements: tuple[Statement, ...] = ()
+
+
+class Checkpointing(Protocol):
+    """The part of driver.checkpoint.Checkpoints the controller uses."""
+
+    @property
+    def checkpoints(self) -> Sequence[Any]: ...
+
+    def save(self, name: str | None = None, statement_index: int | None = None) -> Any: ...
+
+    def restore(self, name: str) -> Any: ...
+
+
+class ScriptControl(Protocol):
+    """The part of driver.runner.ScriptRunner the controller uses."""
+
+    statements: list[Statement]
+    filename: str
+
+    @property
+    def is_running(self) -> bool: ...
+
+    def load(self, source: str, filename: str) -> None: ...
+
+    def cancel(self) -> None: ...
+
+
+BOOT_CHECKPOINT = "boot"
+
+
+class RerunController:
+    """Turns saves of the test script into reruns against the running VMs.
+
+    - `saved()` (from a worker thread, never the UI thread) reads the script,
+      plans, cancels the run in flight, loads the new version, restores a
+      checkpoint when the plan says so, and calls `start_run(start, stop)`,
+      which the front end implements by running `runner.run(start, until=stop)`
+      in its script worker.  A syntax error changes nothing at all.
+    - Subscribed to the bus (`controller.on_event`), it keeps the record of
+      what passed, takes the automatic "boot" checkpoint at the first
+      statement boundary where every node is up, and takes checkpoints asked
+      for while a statement runs at the next boundary.
+    """
+
+    def __init__(
+        self,
+        runner: ScriptControl,
+        script_path: Path,
+        *,
+        start_run: Callable[[int, int | None], None],
+        cancel_event: threading.Event | None = None,
+        checkpoints: Checkpointing | None = None,
+        all_nodes_up: Callable[[], bool] = lambda: False,
+        log: Callable[[str], None] = lambda message: None,
+        mode: RerunMode = DEFAULT_MODE,
+        auto_boot_checkpoint: bool = True,
+    ) -> None:
+        self.runner = runner
+        self.script_path = script_path
+        self.mode = mode
+        self._start_run = start_run
+        self._cancel_event = cancel_event
+        self.checkpoints = checkpoints
+        self._all_nodes_up = all_nodes_up
+        self._log = log
+        self.auto_boot_checkpoint = auto_boot_checkpoint and checkpoints is not None
+        self.tracker = RunTracker(runner.statements)
+        self._save_lock = threading.Lock()
+        self._pending_checkpoints: list[str | None] = []
+        self._pending_lock = threading.Lock()
+        self.last_outcome: SaveOutcome | None = None
+
+    # -- saves -----------------------------------------------------------------
+
+    def saved(self) -> SaveOutcome:
+        """Handle a save of the script (blocking; call from a worker thread)."""
+        with self._save_lock:
+            outcome = self._saved()
+            self.last_outcome = outcome
+            return outcome
+
+    def _saved(self) -> SaveOutcome:
+        filename = self.runner.filename or str(self.script_path)
+        try:
+            source = self.script_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            return SaveOutcome(error=f"cannot read {self.script_path}: {error}")
+        try:
+            new = split_statements(source, filename)
+        except ScriptSyntaxError as error:
+            self._log(f"{error}; nothing reruns until it is fixed")
+            return SaveOutcome(syntax_error=error)
+        old = self.runner.statements
+        if self.runner.is_running and first_changed_statement(list(old), new) is None:
+            return SaveOutcome(plan=RerunPlan(self.mode, None, reason="no statement changed; the run continues"),
+                               statements=tuple(old))
+        record = self.tracker.record
+        plan = plan_rerun(old, new, record, self.mode, self.checkpoint_marks())
+        self._log(f"script saved: {plan.reason}")
+        self.stop_run()
+        return self._execute(plan, source, filename)
+
+    def _execute(self, plan: RerunPlan, source: str | None, filename: str) -> SaveOutcome:
+        if source is not None:
+            try:
+                self.runner.load(source, filename)
+            except ScriptSyntaxError as error:  # split_statements let it pass: be safe
+                return SaveOutcome(syntax_error=error)
+            self.tracker.reload(self.runner.statements)
+        statements = tuple(self.runner.statements)
+        if plan.checkpoint is not None:
+            if self.checkpoints is None:
+                return SaveOutcome(plan=plan, error="no checkpoints in this session", statements=statements)
+            try:
+                self.checkpoints.restore(plan.checkpoint)
+            except Exception as error:  # noqa: BLE001 - reported, the VMs stay as they are
+                self._log(f"restoring checkpoint '{plan.checkpoint}' failed: {error}")
+                return SaveOutcome(plan=plan, error=str(error), statements=statements)
+        if plan.start is not None:
+            self._start_run(plan.start, plan.stop)
+        return SaveOutcome(plan=plan, statements=statements)
+
+    def stop_run(self, timeout: float = 60.0) -> None:
+        """Cancel the run in flight and wait until it has ended (VMs stay up)."""
+        if self.runner.is_running:
+            self.runner.cancel()
+            deadline = time.monotonic() + timeout
+            while self.runner.is_running:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the script did not stop after being cancelled")
+                time.sleep(0.005)
+        # The run is over: guest commands of checkpoints and reruns must not
+        # see the cancellation meant for it.
+        if self._cancel_event is not None:
+            self._cancel_event.clear()
+
+    # -- explicit actions --------------------------------------------------------------
+
+    def rerun(self, mode: RerunMode | None = None) -> SaveOutcome:
+        """Rerun now as if the file had been saved unchanged, in `mode`."""
+        with self._save_lock:
+            statements = self.runner.statements
+            plan = plan_rerun(statements, statements, self.tracker.record, mode or self.mode,
+                              self.checkpoint_marks())
+            self._log(f"rerun: {plan.reason}")
+            self.stop_run()
+            outcome = self._execute(plan, None, self.runner.filename)
+            self.last_outcome = outcome
+            return outcome
+
+    def rewind(self, statement_index: int) -> SaveOutcome:
+        """Put the VMs back to how they were just before statement `statement_index` ran."""
+        with self._save_lock:
+            plan = plan_rewind(statement_index, self.checkpoint_marks())
+            if plan is None:
+                return SaveOutcome(error="no checkpoint was taken at or before that statement")
+            self._log(f"rewind: {plan.reason}")
+            self.stop_run()
+            outcome = self._execute(plan, None, self.runner.filename)
+            self.last_outcome = outcome
+            return outcome
+
+    # -- checkpoints -----------------------------------------------------------------
+
+    def checkpoint_marks(self) -> list[CheckpointMark]:
+        if self.checkpoints is None:
+            return []
+        return [CheckpointMark(c.name, c.statement_index) for c in self.checkpoints.checkpoints
+                if c.statement_index is not None]
+
+    def checkpoint_now(self, name: str | None = None) -> Any:
+        """Take a checkpoint now, or at the next statement boundary if a statement runs.
+
+        Returns the checkpoint, or None when it was scheduled.
+        """
+        if self.checkpoints is None:
+            raise RuntimeError("checkpoints are not available in this session")
+        if self.runner.is_running:
+            with self._pending_lock:
+                self._pending_checkpoints.append(name)
+            self._log("checkpoint: taken when the running statement ends")
+            return None
+        next_index = self.tracker.record.first_not_passed(len(self.runner.statements))
+        if next_index is None:
+            next_index = len(self.runner.statements)
+        return self.checkpoints.save(name, statement_index=next_index)
+
+    def on_event(self, event: Event) -> None:
+        """Bus subscriber (runs on the publishing thread)."""
+        self.tracker(event)
+        if isinstance(event, StatementFinished) and event.ok and self.checkpoints is not None:
+            # The script thread is between two statements: the one place
+            # where a checkpoint marks a point a rerun can start from.
+            self._at_boundary(event)
+
+    def _at_boundary(self, event: StatementFinished) -> None:
+        assert self.checkpoints is not None
+        index = next((s.index for s in self.tracker.statements if s.line == event.line), None)
+        if index is None:
+            return
+        with self._pending_lock:
+            wanted, self._pending_checkpoints = self._pending_checkpoints, []
+        if (self.auto_boot_checkpoint and not any(c.name == BOOT_CHECKPOINT for c in self.checkpoints.checkpoints)
+                and self._all_nodes_up()):
+            wanted.insert(0, BOOT_CHECKPOINT)
+            self.auto_boot_checkpoint = False
+        for name in wanted:
+            try:
+                self.checkpoints.save(name, statement_index=index + 1)
+            except Exception as error:  # noqa: BLE001 - a failed checkpoint must not fail the run
+                self._log(f"checkpoint {name or ''} not taken: {error}".replace("  ", " "))

@@ -26,6 +26,9 @@ class Session:
         self.driver = Driver(config, bus=bus, out_dir=out_dir, keep_state=keep_state)
         self.stepper = Stepper(bus)
         self.runner = ScriptRunner(self.driver, bus, stepper=self.stepper)
+        # `debug.breakpoint()` in a script pauses here, in the TUI's stepper.
+        # (No global timer: an interactive session lasts as long as the user wants.)
+        self.driver.breakpoint_hook = self.stepper.request_break
         self._close_lock = threading.Lock()
         self._closed = False
 

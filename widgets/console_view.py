@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from typing import ClassVar, Iterable
 
-from rich.style import Style
 from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
@@ -20,21 +19,20 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
+from textual.widget import Widget
+
+from widgets.ansi import CONTROLS_TO_NONE, AnsiLineDecoder, plain_text
+
+__all__ = ["ConsoleView", "DEFAULT_MAX_LINES", "plain_text"]
 
 DEFAULT_MAX_LINES = 50_000
 
-# Every escape sequence (CSI, OSC, and two-byte escapes); used to get the
-# plain text of a line for searching.
-_ANSI_ESCAPE = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
-
-# C0 controls other than TAB and ESC (ESC starts the SGR codes we decode),
-# plus DEL: a guest's bells and backspaces must never reach the terminal.
-_CONTROL_TO_NONE = {code: None for code in (*range(0x00, 0x09), *range(0x0A, 0x1B), *range(0x1C, 0x20), 0x7F)}
-
-
-def plain_text(line: str) -> str:
-    """The text of a console line as a reader sees it: no escapes, no controls."""
-    return _ANSI_ESCAPE.sub("", line).translate(_CONTROL_TO_NONE)
+# Decoded lines kept per view: a few screens' worth.  Each cached Strip holds
+# several small caches of its own, and every one of them is an object the
+# garbage collector walks on a full collection; a larger cache makes those
+# pauses longer without making a following view any faster (while a guest
+# floods, every frame shows new lines anyway).
+STRIP_CACHE_SIZE = 256
 
 
 class ConsoleView(ScrollView, can_focus=True):
@@ -94,7 +92,10 @@ class ConsoleView(ScrollView, can_focus=True):
         # the oldest lines being dropped.
         self._first_number = 0
         self._widest = 0
-        self._strip_cache: LRUCache[int, Strip] = LRUCache(1024)
+        self._strip_cache: LRUCache[int, Strip] = LRUCache(STRIP_CACHE_SIZE)
+        # Built on first render and after every style change (theme, focus):
+        # computing the widget's style is too slow to do per line.
+        self._decoder: AnsiLineDecoder | None = None
         self._search: re.Pattern[str] | None = None
         self._current_match: int | None = None
         self.unseen_lines = 0
@@ -140,20 +141,27 @@ class ConsoleView(ScrollView, can_focus=True):
         self._widest = 0
         self.unseen_lines = 0
         self._strip_cache.clear()
-        self.virtual_size = Size(0, 0)
+        self._set_virtual_size(Size(0, 0))
         self.scroll_to(0, 0, animate=False)
         self.refresh()
 
     def _content_changed(self, dropped: int) -> None:
-        # `+ 1` leaves room for the cursor-less last column, so the widest
-        # line is never clipped by the vertical scrollbar.
-        self.virtual_size = Size(self._widest + 1, len(self._lines))
+        # `+ 1` leaves a blank column after the widest line.
+        self._set_virtual_size(Size(self._widest + 1, len(self._lines)))
         if self.follow:
             self._scroll_to_newest()
         elif dropped:
             # Keep the lines the user is reading still under their eyes.
             self.scroll_target_y = self.scroll_y = max(0, self.scroll_y - dropped)
         self.refresh()
+
+    def _set_virtual_size(self, size: Size) -> None:
+        # Assigning `virtual_size` relayouts the whole screen (it is a
+        # layout reactive); a console that grows every frame only needs its
+        # own scrollbars updated.  Pinned Textual: `_scroll_update` is private.
+        if size != self.virtual_size:
+            self.set_reactive(Widget.virtual_size, size)
+            self._scroll_update(size)
 
     def _scroll_to_newest(self) -> None:
         self.scroll_target_y = self.scroll_y = self.max_scroll_y
@@ -237,28 +245,38 @@ class ConsoleView(ScrollView, can_focus=True):
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
+        self._decoder = None
         self._strip_cache.clear()
 
     def render_line(self, y: int) -> Strip:
         scroll_x, scroll_y = self.scroll_offset
         index = scroll_y + y
         width = self.scrollable_content_region.width
-        base = self.rich_style
+        decoder = self._decoder
+        if decoder is None:
+            decoder = self._decoder = AnsiLineDecoder(self.rich_style)
         if index >= len(self._lines):
-            return Strip.blank(width, base)
-        strip = self._line_strip(index, base)
-        return strip.crop_extend(scroll_x, scroll_x + width, base).apply_offsets(scroll_x, index)
+            return Strip.blank(width, decoder.base)
+        return self._line_strip(index, decoder).crop_extend(scroll_x, scroll_x + width, decoder.base)
 
-    def _line_strip(self, index: int, base: Style) -> Strip:
+    def _line_strip(self, index: int, decoder: AnsiLineDecoder) -> Strip:
         number = self._first_number + index
         cached = self._strip_cache.get(number)
         if cached is not None:
             return cached
-        text = Text.from_ansi(self._lines[index].translate(_CONTROL_TO_NONE), style=base, no_wrap=True, end="")
-        text.expand_tabs(8)
-        if self._search is not None:
-            component = "console-view--current-match" if number == self._current_match else "console-view--match"
-            text.highlight_regex(self._search, self.get_component_rich_style(component))
-        strip = Strip(text.render(self.app.console), text.cell_len)
+        line = self._lines[index]
+        if self._search is not None and self._search.search(plain_text(line)):
+            strip = self._highlighted_strip(line, number, decoder)
+        else:
+            strip = Strip(*decoder.decode(line))
         self._strip_cache[number] = strip
         return strip
+
+    def _highlighted_strip(self, line: str, number: int, decoder: AnsiLineDecoder) -> Strip:
+        # Only lines with a search match take the slower Rich path.
+        assert self._search is not None
+        text = Text.from_ansi(line.translate(CONTROLS_TO_NONE), style=decoder.base, no_wrap=True, end="")
+        text.expand_tabs(8)
+        component = "console-view--current-match" if number == self._current_match else "console-view--match"
+        text.highlight_regex(self._search, self.get_component_rich_style(component))
+        return Strip(text.render(self.app.console), text.cell_len)

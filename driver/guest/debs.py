@@ -67,7 +67,8 @@ def _run(args: Sequence[str], cwd: Path | None = None) -> str:
     if done.returncode != 0:
         detail = (done.stderr.strip() or done.stdout.strip()).splitlines()
         last = detail[-1] if detail else f"exit status {done.returncode}"
-        raise PackageError(f"{' '.join(args[:3])} failed: {last}")
+        words = [args[0], *(arg for arg in args[1:] if not arg.startswith("-") and "::" not in arg)][:2]
+        raise PackageError(f"{' '.join(words)} failed: {last}")
     return done.stdout
 
 

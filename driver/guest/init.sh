@@ -12,6 +12,8 @@
 #   vmtui.hosts=NAME:N:V,...       every node: name, node number, first VLAN
 #   vmtui.nobackdoor               never start the backdoor (tests of a guest
 #                                  that never connects)
+# Helper installed next to it: /usr/bin/vmtui-shares mount|unmount (the 9p
+# shares; unmount them before a QEMU snapshot, which 9p blocks).
 # Files it honours:
 #   /etc/vmtui/modules             kernel modules to load, in order (build time)
 #   /etc/vmtui/boot.sh             run with bash in the background at boot,
@@ -117,13 +119,9 @@ done
 } >/etc/hosts
 
 # --- shared directories (9p) ---------------------------------------------------
-for share in shared:/tmp/shared xchg:/tmp/xchg; do
-    tag=${share%%:*}
-    where=${share#*:}
-    mkdir -p "$where"
-    mount -t 9p -o trans=virtio,version=9p2000.L,msize=131072,cache=none "$tag" "$where" ||
-        say "cannot mount 9p tag $tag on $where"
-done
+# /tmp/shared (tag "shared") and /tmp/xchg (tag "xchg"); the helper also
+# unmounts them for snapshots, which QEMU refuses while they are mounted.
+vmtui-shares mount || say "cannot mount the 9p shares /tmp/shared and /tmp/xchg"
 
 # --- poweroff / reboot -----------------------------------------------------------
 # busybox poweroff/halt/reboot signal PID 1 (USR2/USR1/TERM) and leave the
@@ -135,7 +133,7 @@ shutdown_guest() {
     sleep 0.2
     kill -KILL -1 2>/dev/null
     sync
-    umount /tmp/shared /tmp/xchg 2>/dev/null
+    vmtui-shares unmount 2>/dev/null
     "$1" -f
 }
 trap 'shutdown_guest poweroff' USR1 USR2

@@ -21,7 +21,6 @@ import os
 import re
 import shlex
 import shutil
-import signal
 import subprocess
 import time
 from collections import deque
@@ -30,6 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from driver import processes
 from driver.errors import ConfigError
 from driver.guest import systemd_instrumentation as instrumentation
 from driver.guest.debs import cache_dir
@@ -52,6 +52,7 @@ BASE_PACKAGES = (
     "coreutils",
     "util-linux",
     "procps",
+    "ncurses-base",  # terminfo for the shell panes (xterm-256color)
     "iproute2",
     "iputils-ping",
     "netcat-openbsd",
@@ -122,6 +123,8 @@ class SystemdImage:
 
 def normalize_packages(packages: Iterable[str]) -> tuple[str, ...]:
     """Sorted, de-duplicated extra packages; a bad name is a ConfigError."""
+    if isinstance(packages, (str, bytes)):
+        raise ConfigError(f"packages must be a list of Debian package names, not {packages!r}")
     wanted = set()
     for name in packages:
         if not isinstance(name, str) or not _PACKAGE_NAME.match(name):
@@ -130,13 +133,16 @@ def normalize_packages(packages: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(wanted - set(BASE_PACKAGES)))
 
 
-def image_key(packages: Iterable[str]) -> str:
-    """The cache key of an image: builder version, package set, instrumentation."""
+def image_generation() -> str:
+    """A digest of everything that shapes an image except its package set.
+
+    Images of another generation were built by another version of this
+    builder and will not be used again: `build_image` prunes them.
+    """
     material = json.dumps(
         {
             "builder": BUILDER_VERSION,
             "base": BASE_PACKAGES,
-            "extra": normalize_packages(packages),
             "excludes": [DPKG_EXCLUDES, DPKG_INCLUDES],
             "instrumentation": [
                 [(f.path, f.content, f.mode) for f in instrumentation.staged_files()],
@@ -146,6 +152,12 @@ def image_key(packages: Iterable[str]) -> str:
         },
         sort_keys=True,
     )
+    return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+def image_key(packages: Iterable[str]) -> str:
+    """The cache key of an image: its generation and its package set."""
+    material = json.dumps({"generation": image_generation(), "extra": normalize_packages(packages)})
     return hashlib.sha256(material.encode()).hexdigest()[:16]
 
 
@@ -188,6 +200,7 @@ def build_image(
             os.rename(output, final)
         finally:
             _safe_rmtree(work)
+    _prune_other_generations(root, report)
     image = _load(final)
     if image is None:
         raise ImageBuildError(f"built image is incomplete: {final}")
@@ -277,6 +290,7 @@ def _build(work: Path, extra: tuple[str, ...], report: Progress) -> Path:
     raw.unlink()
     manifest = {
         "builder": BUILDER_VERSION,
+        "generation": image_generation(),
         "base_packages": list(BASE_PACKAGES),
         "extra_packages": list(extra),
         "kernel_version": kernel_version,
@@ -337,37 +351,33 @@ def _tree_size(root: Path) -> int:
 
 
 def _run_streaming(command: Sequence[str], report: Progress, what: str) -> None:
-    """Run `command`, passing its output lines to `report`; raise on failure."""
+    """Run `command`, passing its output lines to `report`; raise on failure.
+
+    The child is spawned through `driver.processes`, so it cannot outlive
+    vmtui: ended on every exit path, killed with vmtui's death.
+    """
     tail: deque[str] = deque(maxlen=30)
     try:
-        process = subprocess.Popen(
-            list(command),
-            stdin=subprocess.DEVNULL,
+        process = processes.spawn(
+            command,
+            env=dict(os.environ, LC_ALL="C.UTF-8"),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            start_new_session=True,
         )
-    except FileNotFoundError as exc:
-        raise ImageBuildError(f"{command[0]} not found: the systemd guest needs it on the host") from exc
+    except OSError as exc:
+        raise ImageBuildError(f"cannot run {command[0]} (the systemd guest needs it on the host): {exc}") from exc
     try:
         assert process.stdout is not None
-        for line in process.stdout:
-            line = line.rstrip()
+        for raw in process.stdout:
+            line = raw.decode(errors="replace").rstrip()
             if line:
                 tail.append(line)
                 report(line)
         status = process.wait()
     finally:
-        if process.poll() is None:
-            # SIGTERM first: mmdebstrap unmounts what it mounted in the chroot.
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        # Interrupted (or done): SIGTERM first, and time to act on it, because
+        # mmdebstrap unmounts what it mounted in the chroot when it ends.
+        processes.registry.terminate(process, grace=30.0)
     if status != 0:
         missing = [m.group(1) for line in tail for m in [re.search(r"Unable to locate package (\S+)", line)] if m]
         if missing:
@@ -400,6 +410,34 @@ def _safe_rmtree(path: Path) -> None:
     if _mounts_below(path):
         raise ImageBuildError(f"cannot remove {path}: file systems are still mounted below it")
     shutil.rmtree(path)
+
+
+def _prune_other_generations(root: Path, report: Progress) -> None:
+    """Delete cached images made by other versions of this builder.
+
+    An image whose lock another process holds (being built or rebuilt) is
+    left alone.  A QEMU still running from a deleted image keeps its open
+    file, so deleting is safe for running guests.
+    """
+    current = image_generation()
+    for directory in sorted(root.glob("systemd-*")):
+        if not directory.is_dir() or "." in directory.name:
+            continue
+        try:
+            generation = json.loads((directory / "manifest.json").read_text()).get("generation")
+        except (OSError, ValueError):
+            continue  # not a finished image: not ours to judge
+        if generation == current:
+            continue
+        lock_path = root / f"{directory.name}.lock"
+        with open(lock_path, "a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue
+            report(f"removing outdated systemd guest image {directory.name}")
+            _safe_rmtree(directory)
+            lock_path.unlink(missing_ok=True)
 
 
 def _remove_stale_builds(root: Path, key: str) -> None:

@@ -23,7 +23,8 @@ from pathlib import Path
 TEST_USER = "alice"
 
 # Where the start script's per-node 9p share is mounted in the guest: the
-# node's hostname, /etc/hosts, files and boot script (see systemd_node.py).
+# node's /etc/hosts, files and boot script (see systemd_node.py).  The host
+# name comes from the kernel command line (systemd.hostname=).
 NODE_DIR = "/run/vmtui/node"
 
 LIBEXEC = "/usr/local/libexec/vmtui"
@@ -68,61 +69,44 @@ KillSignal=SIGHUP
 WantedBy=multi-user.target
 """
 
-# The spare virtio consoles hvc1..hvc3 carry interactive shells for the
-# UI's shell panes; an autologin getty gives a real login shell with a
-# controlling terminal and job control, independent of the backdoor.
-# The kernel creates all hvc tty nodes at once, backed by a QEMU port or not;
-# the condition skips (rather than fails) the unbacked ones, so a start
-# script run without vmtui's spare channels leaves no failed units behind.
-SHELL_UNIT = """\
-[Unit]
-Description=vmtui interactive root shell on %I
-After=dev-%i.device systemd-user-sessions.service
-
-[Service]
-ExecCondition=/bin/sh -c 'exec 3<>/dev/%I'
-ExecStart=-/sbin/agetty --autologin root --noclear %I 115200 xterm-256color
-Restart=always
-UtmpIdentifier=%I
-TTYPath=/dev/%I
-TTYReset=yes
-TTYVHangup=yes
-IgnoreSIGPIPE=no
-SendSIGHUP=yes
-"""
+# The spare virtio consoles hvc1..hvc3 get no getty: the driver's shell
+# panes (driver/shell.py) start their login shells there through the backdoor.
 
 SETUP_SCRIPT = f"""\
 #!/bin/bash
 # Early per-node setup: mounts the 9p shares the start script offers and
 # applies the per-node data (hosts, files).  Runs before sysinit.target, so
 # units started later (databases, the boot hook) see the final /etc.
+# Every process costs a good fraction of a second under TCG on a busy host:
+# bash builtins where possible (the 9p modules come loaded from the initrd).
 set -u
 
-modprobe -a 9pnet_virtio 9p 2>/dev/null || true
-# Which 9p tags this QEMU offers (9pnet_virtio has bound its devices once
-# loaded): mounting an absent tag would only log errors.
+# Which 9p tags this QEMU offers: mounting an absent tag would only log errors.
 declare -A tags=()
 for tag_file in /sys/bus/virtio/drivers/9pnet_virtio/*/mount_tag; do
     [ -e "$tag_file" ] || continue
-    tags[$(tr -d '\\0' < "$tag_file")]=1
+    IFS= read -r -d '' tag < "$tag_file"
+    tags[$tag]=1
 done
 
 mount_9p() {{  # tag mountpoint extra-options
     [ -n "${{tags[$1]:-}}" ] || return 1
-    mkdir -p "$2"
-    mount -t 9p -o "trans=virtio,version=9p2000.L,msize=262144$3" "$1" "$2"
+    mount --mkdir -t 9p -o "trans=virtio,version=9p2000.L,msize=262144$3" "$1" "$2"
 }}
 
-
 if mount_9p vmtui-node {NODE_DIR} ",ro"; then
-    [ -s {NODE_DIR}/hosts ] && cp {NODE_DIR}/hosts /etc/hosts
-    if [ -d {NODE_DIR}/files ]; then
-        # Per-node files keep the host's modes; owned by root in the guest.
+    if [ -s {NODE_DIR}/hosts ]; then
+        IFS= read -r -d '' hosts < {NODE_DIR}/hosts
+        printf '%s' "$hosts" > /etc/hosts
+    fi
+    files=({NODE_DIR}/files/*)
+    if [ -e "${{files[0]}}" ]; then
+        # Modes as the start-script writer set them; owned by root here.
         cp -r --preserve=mode {NODE_DIR}/files/. /
     fi
 fi
-mount_9p shared /tmp/shared "" || true
-mount_9p xchg /tmp/xchg "" || true
+mount_9p shared /tmp/shared ""
+mount_9p xchg /tmp/xchg ""
 exit 0
 """
 
@@ -186,12 +170,6 @@ VLAN_UDEV_RULE = f"""\
 ACTION=="add", SUBSYSTEM=="net", ATTR{{address}}=="52:54:00:12:*", RUN+="{LIBEXEC}/vlan-address $name"
 """
 
-# A shell on each spare virtio console, only once the device exists: a unit
-# wanted by a target would wait out the device timeout on a QEMU without it.
-SHELL_UDEV_RULE = """\
-ACTION=="add", SUBSYSTEM=="tty", KERNEL=="hvc[1-3]", TAG+="systemd", ENV{SYSTEMD_WANTS}+="vmtui-shell@%k.service"
-"""
-
 JOURNALD_CONF = """\
 [Journal]
 # Unit logs belong in the node's console pane, as on a NixOS test node.
@@ -215,13 +193,17 @@ MODULES=list
 COMPRESS=zstd
 """
 
-# initramfs-tools hook: the modules the root disk needs, loaded at boot
-# (Debian builds virtio and ext4 as modules).
-INITRAMFS_HOOK = """\
+# initramfs-tools hook: modules loaded by the initrd, before the root file
+# system.  The root disk needs virtio_blk and ext4 (Debian builds them as
+# modules).  The console, NIC and 9p modules are loaded here too: later, in
+# the real root, they would queue behind udev's coldplug of every device,
+# and the backdoor (hvc0) and the 9p setup wait for them (seconds under TCG).
+INITRAMFS_MODULES = ("virtio_pci", "virtio_blk", "ext4", "virtio_console", "virtio_net", "9pnet_virtio", "9p")
+INITRAMFS_HOOK = f"""\
 #!/bin/sh
 [ "$1" = prereqs ] && exit 0
 . /usr/share/initramfs-tools/hook-functions
-for module in virtio_pci virtio_blk ext4; do
+for module in {" ".join(INITRAMFS_MODULES)}; do
     force_load "$module"
 done
 """
@@ -269,7 +251,27 @@ MASKED_UNITS = (
     "systemd-tmpfiles-clean.timer",
     "systemd-timesyncd.service",
     "systemd-networkd-wait-online.service",
+    # The image's users are all created at build time.
+    "systemd-sysusers.service",
+    # Kernel modules nothing in a test node needs early.
+    "modprobe@drm.service",
+    "modprobe@efi_pstore.service",
+    "modprobe@dm_mod.service",
+    "modprobe@loop.service",
 )
+
+# Drivers udev would load for QEMU's PC hardware that no test uses; each
+# costs boot time under TCG (the floppy probe in particular).
+MODPROBE_BLACKLIST = """\
+blacklist floppy
+blacklist pcspkr
+blacklist i2c_piix4
+blacklist kvm_intel
+blacklist kvm_amd
+blacklist kvm
+blacklist intel_rapl_msr
+blacklist intel_rapl_common
+""" 
 
 # Enabled units: (symlink path, target).
 ENABLED_UNITS = (
@@ -292,13 +294,12 @@ def staged_files() -> list[StagedFile]:
         StagedFile(f"{LIBEXEC}/vlan-address", VLAN_ADDRESS_SCRIPT, 0o755),
         StagedFile(f"{LIBEXEC}/finish-image", FINISH_SCRIPT, 0o755),
         StagedFile("/etc/systemd/system/backdoor.service", BACKDOOR_UNIT),
-        StagedFile("/etc/systemd/system/vmtui-shell@.service", SHELL_UNIT),
         StagedFile("/etc/systemd/system/vmtui-setup.service", SETUP_UNIT),
         StagedFile("/etc/systemd/system/vmtui-boot.service", BOOT_UNIT),
         StagedFile("/etc/udev/rules.d/80-vmtui-vlan.rules", VLAN_UDEV_RULE),
-        StagedFile("/etc/udev/rules.d/80-vmtui-shells.rules", SHELL_UDEV_RULE),
         StagedFile("/etc/systemd/journald.conf.d/vmtui.conf", JOURNALD_CONF),
         StagedFile("/etc/systemd/system.conf.d/vmtui.conf", SYSTEM_CONF),
+        StagedFile("/etc/modprobe.d/vmtui-blacklist.conf", MODPROBE_BLACKLIST),
         StagedFile("/etc/fstab", FSTAB),
     ]
 

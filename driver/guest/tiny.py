@@ -22,6 +22,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -36,7 +37,7 @@ from driver.guest.kmod import resolve_modules
 Progress = Callable[[str], None]
 
 # Bump when the archive layout changes in a way the other key parts miss.
-BUILDER_VERSION = "2"
+BUILDER_VERSION = "3"
 
 USERLAND_PACKAGES = (
     "busybox-static",
@@ -62,6 +63,9 @@ GUEST_MODULES = (
     "9pnet_virtio",
     "9p",
 )
+
+# Images not used for this long are deleted when another one is built.
+STALE_IMAGE_SECONDS = 24 * 3600
 
 _XZ_MAGIC = b"\xfd7zXZ\x00"
 
@@ -102,7 +106,10 @@ def build_tiny_guest(
     report = progress or _silent
     root = cache or debs.cache_dir()
     images_dir = root / "tiny"
-    images_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        images_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GuestBuildError(f"cannot create the guest cache {images_dir}: {exc.strerror}") from exc
     try:
         packages, deb_files = _resolve_packages(images_dir / "resolved.json", report)
     except debs.PackageError as exc:
@@ -120,6 +127,7 @@ def build_tiny_guest(
         image = _load_image(images_dir / key)  # built by another process meanwhile?
         if image is not None:
             return image
+        _remove_stale(images_dir, keep=key)
         try:
             paths = debs.download(deb_files, root / "debs", report)
             return _build(images_dir, key, paths, packages[0], report)
@@ -174,6 +182,10 @@ def _load_image(directory: Path) -> TinyGuestImage | None:
     kernel, initrd = directory / manifest.get("kernel", "vmlinuz"), directory / "initrd.img"
     if not (kernel.is_file() and initrd.is_file()):
         return None
+    try:
+        os.utime(directory / "manifest.json")  # "last used", for _remove_stale
+    except OSError:
+        pass  # a read-only cache is fine
     return TinyGuestImage(kernel, initrd, manifest["kernel_version"], directory.name)
 
 
@@ -184,6 +196,27 @@ def _newest_image(images_dir: Path) -> TinyGuestImage | None:
         if directory.is_dir() and (image := _load_image(directory)) is not None
     ]
     return max(candidates, key=lambda image: image.initrd.stat().st_mtime, default=None)
+
+
+def _remove_stale(images_dir: Path, keep: str) -> None:
+    """Delete leftovers of interrupted builds and images unused for a day.
+
+    Called with the build lock held, so no build is in progress.  Each image
+    holds a ~65 MB kernel; old ones would pile up with every package update.
+    """
+    cutoff = time.time() - STALE_IMAGE_SECONDS
+    for entry in images_dir.iterdir():
+        if not entry.is_dir() or entry.name == keep:
+            continue
+        if entry.name.startswith(".build-"):
+            shutil.rmtree(entry, ignore_errors=True)
+            continue
+        try:
+            last_used = (entry / "manifest.json").stat().st_mtime
+        except OSError:
+            last_used = entry.stat().st_mtime
+        if last_used < cutoff:
+            shutil.rmtree(entry, ignore_errors=True)
 
 
 @contextmanager
@@ -213,12 +246,12 @@ def _build(
         (out / "initrd.img").write_bytes(gzip.compress(archive, compresslevel=6, mtime=0))
         report("unpacking the kernel image")
         kernel_name = _write_kernel(tree / "boot" / f"vmlinuz-{kernel_version}", out)
-        (out / "manifest.json").write_text(
-            json.dumps(
-                {"kernel_version": kernel_version, "kernel": kernel_name, "debs": sorted(p.name for p in debs_by_package.values())},
-                indent=1,
-            )
-        )
+        manifest = {
+            "kernel_version": kernel_version,
+            "kernel": kernel_name,
+            "debs": sorted(path.name for path in debs_by_package.values()),
+        }
+        (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
         final = images_dir / key
         os.rename(out, final)  # atomic: readers see all of it or nothing
         report(f"tiny guest ready: {final}")
@@ -254,8 +287,9 @@ def _write_kernel(bzimage: Path, out: Path) -> str:
 def _assemble(tree: Path, kernel_version: str) -> bytes:
     buffer = io.BytesIO()
     with CpioWriter(buffer) as cpio:
-        for directory in ("bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "run", "var/log", "etc/vmtui", "mnt"):
+        for directory in ("bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "run", "var/log", "mnt"):
             cpio.add_dir(directory)
+        cpio.add_dir("etc/vmtui")
         cpio.add_dir("tmp", 0o1777)
         cpio.add_dir("root", 0o700)
         cpio.add_dir("home/test", 0o755)
@@ -321,13 +355,32 @@ def _add_modules(cpio: CpioWriter, tree: Path, kernel_version: str) -> None:
     load_list = []
     for module in resolve_modules(modules_root / "kernel", GUEST_MODULES):
         guest_path = "/" + str(module.relative_to(tree))
-        cpio.add_file(guest_path, module.read_bytes(), 0o644)
+        cpio.add_file(guest_path, _without_signature(module.read_bytes()), 0o644)
         load_list.append(guest_path)
     cpio.add_file("etc/vmtui/modules", ("\n".join(load_list) + "\n").encode())
 
 
+_SIGNATURE_MAGIC = b"~Module signature appended~\n"
+
+
+def _without_signature(module: bytes) -> bytes:
+    """Drop a module's appended signature.
+
+    Checking it is an RSA verification per module, slow under TCG, and buys
+    nothing in a throwaway test guest (the kernel does not enforce
+    signatures, it only notes an unsigned module once).  The trailer is
+    <signature><struct module_signature: 12 bytes, sig_len big-endian last>
+    <magic>.
+    """
+    if not module.endswith(_SIGNATURE_MAGIC):
+        return module
+    info_end = len(module) - len(_SIGNATURE_MAGIC)
+    signature_length = int.from_bytes(module[info_end - 4 : info_end], "big")
+    return module[: info_end - 12 - signature_length]
+
+
 def _etc_files() -> dict[str, tuple[str, int]]:
-    """Static files of the guest's /etc: guest path -> (text, mode)."""
+    """Static text files of the guest (/etc and helpers): guest path -> (text, mode)."""
     return {
         "etc/passwd": (
             "root:x:0:0:System administrator:/root:/bin/bash\n"
@@ -343,6 +396,7 @@ def _etc_files() -> dict[str, tuple[str, int]]:
         "etc/nsswitch.conf": ("passwd: files\ngroup: files\nshadow: files\nhosts: files dns\n", 0o644),
         "etc/shells": ("/bin/sh\n/bin/bash\n", 0o644),
         "etc/profile": (_PROFILE, 0o644),
+        "usr/bin/vmtui-shares": (_SHARES_SCRIPT, 0o755),
     }
 
 
@@ -360,4 +414,35 @@ if [ -n "$BASH_VERSION" ]; then
 fi
 alias ls='ls --color=auto'
 alias ll='ls -l'
+"""
+
+
+# QEMU refuses snapshots (savevm, migration) while a 9p share is mounted in
+# the guest; a checkpoint unmounts the shares first and mounts them again after.
+_SHARES_SCRIPT = """#!/bin/sh
+# vmtui-shares mount|unmount: the 9p shared directories of a vmtui tiny guest.
+# Unmount them before a QMP/HMP snapshot (QEMU blocks snapshots while they
+# are mounted), mount them again afterwards.
+set -u
+status=0
+for share in shared:/tmp/shared xchg:/tmp/xchg; do
+    tag=${share%%:*}
+    where=${share#*:}
+    case "${1:-}" in
+    mount)
+        mkdir -p "$where"
+        grep -q " $where 9p " /proc/mounts && continue
+        mount -t 9p -o trans=virtio,version=9p2000.L,msize=131072,cache=none "$tag" "$where" || status=1
+        ;;
+    unmount)
+        grep -q " $where 9p " /proc/mounts || continue
+        umount "$where" || status=1
+        ;;
+    *)
+        echo "usage: vmtui-shares mount|unmount" >&2
+        exit 2
+        ;;
+    esac
+done
+exit $status
 """

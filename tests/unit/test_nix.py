@@ -46,12 +46,16 @@ class FakeNix:
         self.test_file.write_text("{ pkgs ? import <nixpkgs> { } }: pkgs.testers.runNixOSTest { }\n")
         monkeypatch.setenv("PATH", nf.path_with(self.bin))
 
-    def driver(self, *, era: str = "json-config", script: str = SCRIPT, server_salt: str = "", **kw: object) -> Path:
+    def driver(
+        self, *, era: str = "json-config", script: str = SCRIPT, server_salt: str = "", **kw: object
+    ) -> Path:
         vms = {
             "client": self.store.write_start_stub("client"),
             "server": self.store.write_start_stub("server", salt=server_salt),
         }
-        return nf.write_driver(self.store, era=era, name="todos", vms=vms, script=script, salt=server_salt, **kw)  # type: ignore[arg-type]
+        return nf.write_driver(
+            self.store, era=era, name="todos", vms=vms, script=script, salt=server_salt, **kw
+        )  # type: ignore[arg-type]
 
     def answer(self, key: str, entry: dict[str, object]) -> None:
         self.table[key] = entry
@@ -74,8 +78,14 @@ def test_targets(tmp_path: Path) -> None:
     test.write_text("{}")
     assert parse_nix_target(str(test)) == NixTarget(file=test)
     assert parse_nix_target(str(test), "tests.todos") == NixTarget(file=test, attr="tests.todos")
-    assert parse_nix_target(".#checks.x86_64-linux.todos") == NixTarget(flake_ref=".#checks.x86_64-linux.todos")
-    assert looks_like_nix_target(".#foo") and looks_like_nix_target("x.nix") and not looks_like_nix_target("./result")
+    assert parse_nix_target(".#checks.x86_64-linux.todos") == NixTarget(
+        flake_ref=".#checks.x86_64-linux.todos"
+    )
+    assert (
+        looks_like_nix_target(".#foo")
+        and looks_like_nix_target("x.nix")
+        and not looks_like_nix_target("./result")
+    )
     for bad, message in [
         (str(tmp_path / "missing.nix"), "does not exist"),
         (".#", "name the test after '#'"),
@@ -105,7 +115,9 @@ def test_nix_file_builds_driver_interactive_and_streams_progress(nix: FakeNix) -
     assert call["argv"] == [str(nix.test_file), "-A", "driverInteractive", "--no-out-link"]
 
 
-@pytest.mark.parametrize(("attr", "built"), [("tests.todos", "tests.todos.driverInteractive"), ("todos.driver", "todos.driver")])
+@pytest.mark.parametrize(
+    ("attr", "built"), [("tests.todos", "tests.todos.driverInteractive"), ("todos.driver", "todos.driver")]
+)
 def test_attribute_selection_like_nix_build(nix: FakeNix, attr: str, built: str) -> None:
     nix.answer(f"{nix.test_file}#{built}", nf.answer(nix.driver()))
     resolve_nix_target(str(nix.test_file), attr=attr)
@@ -139,9 +151,18 @@ def test_test_module_is_wrapped_in_run_nixos_test(nix: FakeNix, nix_version: str
     assert any("test module" in line for line in seen)
 
 
+def test_a_flake_never_takes_the_test_module_retry(nix: FakeNix) -> None:
+    nix.answer(".#t.driverInteractive", nf.answer(stderr=nf.NEEDS_ARGUMENTS))
+    with pytest.raises(NixEvalError, match="cannot evaluate a function"):
+        resolve_nix_target(".#t")
+
+
 def test_a_function_called_without_arguments_elsewhere_is_an_eval_error(nix: FakeNix) -> None:
     # Only the file's own top-level function triggers the test-module retry.
-    nix.answer(f"{nix.test_file}#driverInteractive", nf.answer(stderr=nf.needs_arguments_nix28(Path("/elsewhere.nix"))))
+    nix.answer(
+        f"{nix.test_file}#driverInteractive",
+        nf.answer(stderr=nf.needs_arguments_nix28(Path("/elsewhere.nix"))),
+    )
     with pytest.raises(NixEvalError, match="anonymous function at /elsewhere.nix"):
         resolve_nix_target(str(nix.test_file))
     assert len(nix.calls()) == 1
@@ -203,7 +224,9 @@ def test_build_failure_names_the_derivation_and_its_log(nix: FakeNix) -> None:
 @pytest.mark.parametrize("flake", [False, True])
 def test_build_failure_of_nix_2_8_quotes_the_streamed_log(nix: FakeNix, flake: bool) -> None:
     if flake:
-        nix.answer(".#checks.x86_64-linux.todos.driverInteractive", nf.answer(stderr=nf.BUILD_FAILURE_FLAKE_NIX28))
+        nix.answer(
+            ".#checks.x86_64-linux.todos.driverInteractive", nf.answer(stderr=nf.BUILD_FAILURE_FLAKE_NIX28)
+        )
         target = ".#checks.x86_64-linux.todos"
     else:
         nix.answer(f"{nix.test_file}#driverInteractive", nf.answer(stderr=nf.BUILD_FAILURE_NIX28))
@@ -229,13 +252,17 @@ def test_not_a_test(nix: FakeNix, flake: str | bool) -> None:
     else:
         nix.answer(f"{nix.test_file}#driverInteractive", nf.answer(stderr=nf.NOT_A_TEST))
         target = str(nix.test_file)
-    with pytest.raises(NotANixOSTest, match=r"is not a NixOS test: (it|the flake) has no `(hello\.)?driverInteractive`"):
+    with pytest.raises(
+        NotANixOSTest, match=r"is not a NixOS test: (it|the flake) has no `(hello\.)?driverInteractive`"
+    ):
         resolve_nix_target(target)
 
 
 def test_container_nodes_are_named(nix: FakeNix) -> None:
     containers = {"box": nix.store.write_start_stub("box", salt="nspawn")}
-    nix.answer(f"{nix.test_file}#driverInteractive", nf.answer(nix.driver(era="nspawn", containers=containers)))
+    nix.answer(
+        f"{nix.test_file}#driverInteractive", nf.answer(nix.driver(era="nspawn", containers=containers))
+    )
     with pytest.raises(NixError, match=r"container nodes, which vmtui does not run: box"):
         resolve_nix_target(str(nix.test_file))
 
@@ -249,7 +276,9 @@ def test_test_module_without_nixpkgs_in_nix_path(nix: FakeNix, wording: str) -> 
 
 
 def test_cancel_kills_nix(nix: FakeNix) -> None:
-    nix.answer(f"{nix.test_file}#driverInteractive", nf.answer(stderr="building '/nix/store/x.drv'...", hang=True))
+    nix.answer(
+        f"{nix.test_file}#driverInteractive", nf.answer(stderr="building '/nix/store/x.drv'...", hang=True)
+    )
     cancel = threading.Event()
     with pytest.raises(NixBuildCancelled):
         # Cancel as soon as Nix is seen to be running.
@@ -261,7 +290,10 @@ def test_cancel_kills_nix(nix: FakeNix) -> None:
 
 
 def test_trim_of_old_one_line_errors() -> None:
-    old = ["error: undefined variable 'pkgs' at /home/alice/t.nix:3:5", "(use '--show-trace' to show detailed location information)"]
+    old = [
+        "error: undefined variable 'pkgs' at /home/alice/t.nix:3:5",
+        "(use '--show-trace' to show detailed location information)",
+    ]
     assert trim_nix_error(old) == "error: undefined variable 'pkgs' at /home/alice/t.nix:3:5"
     assert trim_nix_error(["warning: something", "it broke"]) == "warning: something\nit broke"
 

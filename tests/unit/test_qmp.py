@@ -14,11 +14,14 @@ import pytest
 from driver.errors import MachineDied, MachineError, RequestedAssertionFailed, ScriptCancelled
 from driver.qmp import QMPConnection
 
-GREETING = {"QMP": {"version": {"qemu": {"major": 7, "minor": 2, "micro": 0}, "package": ""}, "capabilities": ["oob"]}}
+GREETING = {"QMP": {"version": {"qemu": {"major": 7, "minor": 2, "micro": 0}, "package": ""}, "capabilities": []}}
 
 
 class FakeQMPServer:
     """Greets, accepts qmp_capabilities, answers commands via `handle`."""
+
+    # Returned by a handler: send nothing back.
+    NO_REPLY = object()
 
     def __init__(self, sock: socket.socket, handle: Callable[[str, dict[str, Any]], Any]) -> None:
         self.sock = sock
@@ -37,22 +40,42 @@ class FakeQMPServer:
 
     def _serve(self) -> None:
         self.send(GREETING)
-        reader = self.sock.makefile("rb")
-        for line in reader:
-            message = json.loads(line)
-            self.received.append(message)
-            command = message["execute"]
-            reply: dict[str, Any]
-            if command == "qmp_capabilities":
-                reply = {"return": {}}
-            else:
+        # The client need not end a message with a newline: parse a stream.
+        decoder = json.JSONDecoder()
+        buffer = ""
+        while True:
+            try:
+                chunk = self.sock.recv(65536)
+            except OSError:
+                return
+            if not chunk:
+                return
+            buffer += chunk.decode()
+            while buffer.strip():
                 try:
-                    reply = {"return": self.handle(command, message.get("arguments", {}))}
-                except LookupError as error:
-                    reply = {"error": {"class": "CommandNotFound", "desc": str(error)}}
-            if "id" in message:
-                reply["id"] = message["id"]
-            self.send(reply)
+                    message, end = decoder.raw_decode(buffer.lstrip())
+                except ValueError:
+                    break  # incomplete: wait for more
+                buffer = buffer.lstrip()[end:]
+                self._answer(message)
+
+    def _answer(self, message: dict[str, Any]) -> None:
+        self.received.append(message)
+        command = message["execute"]
+        reply: dict[str, Any]
+        if command == "qmp_capabilities":
+            reply = {"return": {}}
+        else:
+            try:
+                value = self.handle(command, message.get("arguments", {}))
+                if value is FakeQMPServer.NO_REPLY:
+                    return
+                reply = {"return": value}
+            except LookupError as error:
+                reply = {"error": {"class": "CommandNotFound", "desc": str(error)}}
+        if "id" in message:
+            reply["id"] = message["id"]
+        self.send(reply)
 
 
 def handler(command: str, arguments: dict[str, Any]) -> Any:
@@ -126,7 +149,7 @@ def test_connection_lost_during_a_command() -> None:
 
     def hang_up(command: str, arguments: dict[str, Any]) -> Any:
         server_end.shutdown(socket.SHUT_RDWR)
-        raise SystemExit  # ends the fake's thread without a reply
+        return FakeQMPServer.NO_REPLY
 
     FakeQMPServer(server_end, hang_up)
     qmp = QMPConnection("node1")

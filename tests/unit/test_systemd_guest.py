@@ -33,10 +33,15 @@ def test_packages_are_sorted_deduplicated_and_base_packages_dropped() -> None:
     assert normalize_packages(["postgresql", "curl", "postgresql", "systemd"]) == ("curl", "postgresql")
 
 
-@pytest.mark.parametrize("bad", ["", "Postgres", "foo bar", "-rf", "a;b", "../x"])
-def test_bad_package_names_are_config_errors(bad: str) -> None:
+@pytest.mark.parametrize("bad", ["", "Postgres", "foo bar", "-rf", "a;b", "../x", 3])
+def test_bad_package_names_are_config_errors(bad: object) -> None:
     with pytest.raises(ConfigError):
-        normalize_packages([bad])
+        normalize_packages([bad])  # type: ignore[list-item]
+
+
+def test_a_single_string_is_not_a_package_list() -> None:
+    with pytest.raises(ConfigError, match="must be a list"):
+        normalize_packages("postgresql")
 
 
 def test_image_key_ignores_order_and_duplicates_but_not_content() -> None:
@@ -210,3 +215,35 @@ def test_bad_node_input_is_a_config_error(tmp_path: Path, kwargs: dict[str, obje
 def test_host_debian_sources_finds_the_debian_files() -> None:
     for path in systemd_image.host_debian_sources():
         assert "/debian" in path.read_text()
+
+
+def test_images_of_other_generations_are_pruned(tmp_path: Path) -> None:
+    def fake(name: str, generation: str) -> Path:
+        directory = tmp_path / name
+        directory.mkdir()
+        (directory / "manifest.json").write_text(f'{{"generation": "{generation}"}}')
+        return directory
+
+    outdated = fake("systemd-0000000000000000", "an-older-builder")
+    current = fake("systemd-1111111111111111", systemd_image.image_generation())
+    building = tmp_path / "systemd-2222222222222222.build-123"
+    building.mkdir()
+    messages: list[str] = []
+    systemd_image._prune_other_generations(tmp_path, messages.append)
+    assert not outdated.exists()
+    assert current.exists() and building.exists()
+    assert messages == ["removing outdated systemd guest image systemd-0000000000000000"]
+
+
+def test_build_steps_stream_output_and_explain_failures() -> None:
+    lines: list[str] = []
+    systemd_image._run_streaming(["sh", "-c", "echo one; echo two >&2"], lines.append, "step")
+    assert lines == ["one", "two"]
+    with pytest.raises(ConfigError, match="unknown Debian package for the systemd guest: nosuchpkg"):
+        systemd_image._run_streaming(
+            ["sh", "-c", "echo 'E: Unable to locate package nosuchpkg'; exit 1"], lines.append, "mmdebstrap"
+        )
+    with pytest.raises(systemd_image.ImageBuildError, match=r"step failed \(exit status 3\): last words"):
+        systemd_image._run_streaming(["sh", "-c", "echo last words; exit 3"], lines.append, "step")
+    with pytest.raises(systemd_image.ImageBuildError, match="cannot run /nonexistent/tool"):
+        systemd_image._run_streaming(["/nonexistent/tool"], lines.append, "step")

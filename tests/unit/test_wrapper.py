@@ -43,10 +43,13 @@ def _script_of(command: str) -> str:
 
 
 @pytest.mark.parametrize(
-    "value", ["plain", "", "with space", "it's", "a'b'c", "tab\there", "two\nlines", "esc\x1b[", "q'\nx", "a\\b\n"]
+    "value",
+    ["plain", "", "with space", "it's", "a'b'c", "tab\there", "two\nlines", "esc\x1b[", "q'\nx", "a\\b\n"],
 )
 def test_bash_quote_is_bash_at_q(value: str) -> None:
-    real = subprocess.run(["bash", "-c", 'printf %s "${1@Q}"', "bash", value], capture_output=True, text=True, check=True)
+    real = subprocess.run(
+        ["bash", "-c", 'printf %s "${1@Q}"', "bash", value], capture_output=True, text=True, check=True
+    )
     assert nf.bash_quote(value) == real.stdout
 
 
@@ -70,7 +73,9 @@ def test_parser_reads_the_wrapper_the_way_bash_runs_it(tmp_path: Path, style: st
     text = nf.wrapper_text(exports=exports, program=str(dumper), flags=flags, style=style, bash="/bin/bash")
     wrapper = tmp_path / "nixos-test-driver"
     wrapper.write_text(text)
-    real = json.loads(subprocess.run(["bash", str(wrapper)], capture_output=True, text=True, check=True).stdout)
+    real = json.loads(
+        subprocess.run(["bash", str(wrapper)], capture_output=True, text=True, check=True).stdout
+    )
 
     parsed_env, parsed_flags = parse_wrapper_text(text)
     assert parsed_flags == real["argv"] == flags
@@ -84,7 +89,9 @@ def test_parser_reads_the_wrapper_the_way_bash_runs_it(tmp_path: Path, style: st
 @pytest.mark.parametrize("era", nf.ERAS)
 def test_each_era_gives_nodes_vlans_script_and_timeout(store: nf.FakeStore, era: str) -> None:
     vms = _two_nodes(store)
-    drv = nf.write_driver(store, era=era, name="todos", vms=vms, script=SCRIPT, vlans=[2, 1], global_timeout=900)
+    drv = nf.write_driver(
+        store, era=era, name="todos", vms=vms, script=SCRIPT, vlans=[2, 1], global_timeout=900
+    )
     config = load_driver_result(drv)
 
     assert [n.name for n in config.nodes] == ["client", "server"]
@@ -102,7 +109,10 @@ def test_result_symlink_and_wrapper_path_are_accepted(store: nf.FakeStore, tmp_p
     result = tmp_path / "result"
     result.symlink_to(drv)
     assert load_driver_result(result).name == "todos"
-    assert [n.name for n in load_driver_result(result / "bin" / "nixos-test-driver").nodes] == ["client", "server"]
+    assert [n.name for n in load_driver_result(result / "bin" / "nixos-test-driver").nodes] == [
+        "client",
+        "server",
+    ]
 
 
 @pytest.mark.parametrize("style", nf.WRAPPER_STYLES)
@@ -134,11 +144,15 @@ def test_a_start_script_not_named_run_x_vm_gives_machine(tmp_path: Path) -> None
 
 
 def test_interactive_and_ssh_backdoor_flags_are_reported(store: nf.FakeStore) -> None:
-    drv = nf.write_driver(store, era="env-var", name="t", vms=_two_nodes(store), script=SCRIPT, ssh_backdoor=True)
+    drv = nf.write_driver(
+        store, era="env-var", name="t", vms=_two_nodes(store), script=SCRIPT, ssh_backdoor=True
+    )
     invocation = read_driver_result(drv)
     assert invocation.interactive and invocation.ssh_backdoor
     assert any("SSH backdoor" in note for note in invocation.config.notes)
-    drv = nf.write_driver(store, era="json-config", name="t", vms=_two_nodes(store), script=SCRIPT, interactive=False)
+    drv = nf.write_driver(
+        store, era="json-config", name="t", vms=_two_nodes(store), script=SCRIPT, interactive=False
+    )
     invocation = read_driver_result(drv)
     assert not invocation.interactive and invocation.log_level == "info" and invocation.era == "json-config"
 
@@ -164,8 +178,13 @@ def test_missing_test_script_path_falls_back_to_drv_test_script(store: nf.FakeSt
 
 @pytest.mark.parametrize("era", ["nspawn", "json-config"])
 def test_container_nodes_are_refused_by_name(store: nf.FakeStore, era: str) -> None:
-    containers = {"db": store.write_start_stub("db", salt="c"), "web": store.write_start_stub("web", salt="c")}
-    drv = nf.write_driver(store, era=era, name="t", vms=_two_nodes(store), script=SCRIPT, containers=containers)
+    containers = {
+        "db": store.write_start_stub("db", salt="c"),
+        "web": store.write_start_stub("web", salt="c"),
+    }
+    drv = nf.write_driver(
+        store, era=era, name="t", vms=_two_nodes(store), script=SCRIPT, containers=containers
+    )
     with pytest.raises(ConfigError, match=r"container nodes.*db, web"):
         load_driver_result(drv)
 
@@ -180,15 +199,27 @@ def _malformed(store: nf.FakeStore, text: str) -> Path:
     ("text", "message"),
     [
         ("#! /bin/bash -e\nexport startScripts='/x/run-a-vm'\n", "no exec line"),
-        ("#! /bin/bash -e\nexport testScript='/x\nexec -a \"$0\" \"/p\"\n", "unterminated single quote"),
+        ('#! /bin/bash -e\nexport testScript=\'/x\nexec -a "$0" "/p"\n', "unterminated single quote"),
         ('#! /bin/bash -e\nexec -a "$0" "/p" --vlans "$HOME" "$@"\n', "cannot evaluate"),
         ('#! /bin/bash -e\nexec -a "$0" "/p" --frobnicate "$@"\n', "unrecognized arguments: --frobnicate"),
         ('#! /bin/bash -e\nexec -a "$0" "/p" "$@"\n', "does not look like a NixOS test driver"),
-        ("#! /bin/bash -e\nexport startScripts='/x/run-a-vm'\nexport testScript=/t\nexport vlans='one'\nexec /p\n", "VLAN 'one'"),
-        ("#! /bin/bash -e\nexport startScripts='/x/run-a-vm'\nexec \"/p\" \"$@\"\n", "no test script"),
-        ("#! /bin/bash -e\nexport vmNames='a b'\nexport vmStartScripts='/x/run-a-vm'\nexport testScript=/t\nexec /p\n", "2 VM names"),
-        ("#! /bin/bash -e\nexport startScripts='/x/run-a-vm /y/run-a-vm'\nexport testScript=/t\nexec /p\n", "same node name 'a'"),
-        ("#! /bin/bash -e\nexport startScripts=/x/run-a-vm\nexport testScript=/t\nexport globalTimeout=soon\nexec /p\n", "globalTimeout 'soon'"),
+        (
+            "#! /bin/bash -e\nexport startScripts='/x/run-a-vm'\nexport testScript=/t\nexport vlans='one'\nexec /p\n",
+            "VLAN 'one'",
+        ),
+        ('#! /bin/bash -e\nexport startScripts=\'/x/run-a-vm\'\nexec "/p" "$@"\n', "no test script"),
+        (
+            "#! /bin/bash -e\nexport vmNames='a b'\nexport vmStartScripts='/x/run-a-vm'\nexport testScript=/t\nexec /p\n",
+            "2 VM names",
+        ),
+        (
+            "#! /bin/bash -e\nexport startScripts='/x/run-a-vm /y/run-a-vm'\nexport testScript=/t\nexec /p\n",
+            "same node name 'a'",
+        ),
+        (
+            "#! /bin/bash -e\nexport startScripts=/x/run-a-vm\nexport testScript=/t\nexport globalTimeout=soon\nexec /p\n",
+            "globalTimeout 'soon'",
+        ),
     ],
 )
 def test_malformed_wrappers_give_one_clear_line(store: nf.FakeStore, text: str, message: str) -> None:
@@ -266,17 +297,45 @@ def test_drop_in_env_var_era_without_vlans(files: dict[str, str]) -> None:
 
 def test_drop_in_flags_of_each_era(files: dict[str, str], tmp_path: Path) -> None:
     config = config_from_driver_args(
-        ["--start-scripts", files["client"], files["server"], "--vlans", "1", "1", "--global-timeout", "60", "--", files["script"]], {}
+        [
+            "--start-scripts",
+            files["client"],
+            files["server"],
+            "--vlans",
+            "1",
+            "1",
+            "--global-timeout",
+            "60",
+            "--",
+            files["script"],
+        ],
+        {},
     )
     assert config is not None and [n.name for n in config.nodes] == ["client", "server"]
     assert config.vlans == [1] and config.global_timeout == 60 and str(config.script_path) == files["script"]
 
     invocation = parse_driver_args(
-        ["--vm-names", "c", "s", "--vm-start-scripts", files["client"], files["server"], "-K", "-o", str(tmp_path), "--junit-xml", "j.xml", files["script"]], {}
+        [
+            "--vm-names",
+            "c",
+            "s",
+            "--vm-start-scripts",
+            files["client"],
+            files["server"],
+            "-K",
+            "-o",
+            str(tmp_path),
+            "--junit-xml",
+            "j.xml",
+            files["script"],
+        ],
+        {},
     )
     assert invocation is not None and invocation.era == "nspawn"
     assert [n.name for n in invocation.config.nodes] == ["c", "s"]
-    assert invocation.keep_state and invocation.output_dir == tmp_path and invocation.junit_xml == Path("j.xml")
+    assert (
+        invocation.keep_state and invocation.output_dir == tmp_path and invocation.junit_xml == Path("j.xml")
+    )
 
     config_file = tmp_path / "driverConfiguration.json"
     config_file.write_text(json.dumps({

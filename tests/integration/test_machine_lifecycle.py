@@ -1,0 +1,58 @@
+"""Lifecycle of a real tiny guest: shutdown, start again, crash, guest reboot."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from driver.events import MachineState
+
+if TYPE_CHECKING:
+    from conftest import NetworkFactory
+
+pytestmark = pytest.mark.vm
+
+
+def test_shutdown_start_crash(vm_network: NetworkFactory) -> None:
+    net = vm_network({"solo": [1]})
+    solo = net["solo"]
+    net.start_all()
+    first_pid = solo.pid
+    solo.succeed("touch /tmp/from-first-boot")
+
+    solo.shutdown()
+    assert not solo.booted and not solo.is_up() and solo.pid is None
+    exited = net.states("solo")[-1]
+    assert (exited.state, exited.exit_code) == (MachineState.EXITED, 0)
+    assert exited.pid == first_pid
+
+    # Like NixOS: a command on a machine that was shut down boots it again.
+    assert solo.succeed("test -e /tmp/from-first-boot || echo fresh") == "fresh\n"
+    assert solo.pid != first_pid
+    assert net.last_state("solo") == MachineState.CONNECTED
+
+    solo.crash()
+    assert not solo.booted
+    assert net.last_state("solo") == MachineState.EXITED
+    solo.release()
+    solo.release()  # idempotent
+
+
+def test_guest_reboot_is_waited_for(vm_network: NetworkFactory) -> None:
+    from conftest import NodeSpec
+
+    net = vm_network({"rebooter": NodeSpec(vlans=(1,), allow_reboot=True)})
+    machine = net["rebooter"]
+    net.start_all()
+    pid = machine.pid
+    machine.succeed("touch /tmp/before-reboot")
+    # The command returns before the guest goes down; the wait below first
+    # sees the old system, then the backdoor restarting, then the new one.
+    assert machine.execute("reboot", check_return=False) == (-1, "")
+    machine.wait_until_fails("test -e /tmp/before-reboot", timeout=600)
+    assert machine.pid == pid  # same QEMU: the guest rebooted, QEMU did not exit
+    assert machine.succeed("echo back") == "back\n"
+    states = [event.state for event in net.states("rebooter")]
+    assert states[-1] == MachineState.CONNECTED
+    assert states.count(MachineState.CONNECTED) == 2

@@ -1,0 +1,67 @@
+"""Helpers for Pilot tests of the whole app with the real driver core."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Callable
+
+from textual.pilot import Pilot
+
+from driver.config import NodeConfig, TestConfig
+from driver.events import EventBus
+from vmtui.app import VmtuiApp
+from vmtui.session import Session
+from widgets.debugger import ReplInput
+
+# Generous: the machine is shared and guests run under TCG.  This bounds a
+# hang; it is never an assertion about speed.
+DEADLINE = 300.0
+
+
+async def wait_until(pilot: Pilot[int], condition: Callable[[], bool], what: str, deadline: float = DEADLINE) -> None:
+    """Let the app run until `condition()` holds (fails the test after `deadline`)."""
+    give_up = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > give_up:
+            raise AssertionError(f"gave up waiting for: {what}")
+        await pilot.pause(0.02)
+        await asyncio.sleep(0)
+
+
+def script_app(
+    tmp_path: Path,
+    source: str,
+    *,
+    nodes: list[NodeConfig] | None = None,
+    autostart: bool = False,
+    session: Session | None = None,
+) -> VmtuiApp:
+    """The app on a script written to `tmp_path/test.py`, with a real Session."""
+    script = tmp_path / "test.py"
+    script.write_text(source)
+    config = TestConfig(nodes=nodes or [], vlans=sorted({1} if nodes else set()), script_path=script, name="t")
+    ReplInput.cursor_blink = False
+
+    def make_session(cfg: TestConfig) -> Session:
+        if session is not None:
+            session.config = cfg
+            return session
+        return Session(cfg, EventBus(), out_dir=tmp_path / "out")
+
+    return VmtuiApp(config, make_session, autostart=autostart, clock=None, state_dir=tmp_path / "state")
+
+
+def repl_output(app: VmtuiApp) -> str:
+    log = app.query_one("#repl-log")
+    return "\n".join(strip.text for strip in log.lines)  # type: ignore[attr-defined]
+
+
+async def evaluate(pilot: Pilot[int], app: VmtuiApp, source: str, expect: str) -> None:
+    """Type a REPL line and wait until its output shows `expect`."""
+    before = repl_output(app)
+    if not isinstance(app.focused, ReplInput):
+        await pilot.press("exclamation_mark")
+    await pilot.press(*source, "enter")
+    await wait_until(pilot, lambda: expect in repl_output(app)[len(before) :], f"REPL output {expect!r} for {source!r}")
