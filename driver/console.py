@@ -168,5 +168,7 @@ class ConsoleReader:
                 )
 
     def join(self, timeout: float | None = None) -> None:
-        if self._thread.is_alive():
+        """Wait for the reader thread to end (a no-op on the thread itself,
+        where an exit callback may ask for it)."""
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
             self._thread.join(timeout)

@@ -56,14 +56,18 @@ DEFAULT_CONNECT_TIMEOUT = 900.0
 START_TIMEOUT = 120.0
 # Extra host-side time granted beyond a command's guest-side timeout.
 HOST_DEADLINE_GRACE = 60.0
+# A command without a guest-side timeout (succeed()'s default, as in NixOS)
+# still gets a host-side deadline, so a hung guest ends in a clear error and
+# never in an endless wait.  Long enough for real work; tunable.
+UNBOUNDED_COMMAND_DEADLINE = float(os.environ.get("VMTUI_COMMAND_DEADLINE", "3600"))
 # "Guest root shell did not produce any data yet..." interval, as in NixOS.
 SILENCE_INTERVAL = 30.0
-# Poll intervals of the wait_* methods: 5% of the time waited so far, at
+# Poll intervals of the wait_* methods: 4% of the time waited so far, at
 # least 50 ms and at most 1 s.  A condition that becomes true after 2 s is
-# noticed about 0.1 s later; a wait of many minutes polls once a second.
+# noticed within about 0.1 s; a wait of many minutes polls once a second.
 POLL_MIN = 0.05
 POLL_MAX = 1.0
-POLL_FRACTION = 0.05
+POLL_FRACTION = 0.04
 # Spare hvc channels for interactive shells (guest /dev/hvc1..hvc3).
 SPARE_CHANNELS = (1, 2, 3)
 # Path limit of a UNIX socket address (sun_path).
@@ -462,7 +466,7 @@ class Machine:
                 processes.registry.terminate(process, grace=5.0)
             else:
                 processes.registry.forget(process)
-        if self.console is not None and threading.current_thread() is not self.console._thread:
+        if self.console is not None:
             self.console.join(5.0)
         if process is not None:
             for stream in (process.stdin, process.stdout):
@@ -502,11 +506,18 @@ class Machine:
                         silence_interval=SILENCE_INTERVAL,
                     )
                 except MachineDied as error:
+                    self._settle_exit()
                     raise MachineDied(f"{error}{self._console_tail()}") from None
                 self.connected = True
                 self.log("connected to guest root shell")
                 self.log(f"(connecting took {time.monotonic() - started:.2f} seconds)")
         self._publish(MachineState.CONNECTED)
+
+    def _settle_exit(self) -> None:
+        """Let the console thread report the exit (EXITED) before an error
+        about it propagates, so listeners see the state before the failure."""
+        if self.console is not None:
+            self.console.join(2.0)
 
     def _require_backdoor(self) -> Backdoor:
         if self.backdoor is None:
@@ -616,7 +627,9 @@ class Machine:
         """
         self._run_callbacks()
         self.connect()
-        deadline = None if timeout is None else time.monotonic() + timeout + HOST_DEADLINE_GRACE
+        deadline = time.monotonic() + (
+            UNBOUNDED_COMMAND_DEADLINE if timeout is None else timeout + HOST_DEADLINE_GRACE
+        )
         with self._locked_channel():
             backdoor = self._require_backdoor()
             try:
@@ -627,10 +640,16 @@ class Machine:
                     check_output=check_output,
                     deadline=deadline,
                 )
+            except MachineDied:
+                self._settle_exit()
+                raise
             finally:
                 if not backdoor.ready and self.connected:
                     # The marker came again: the guest rebooted under us.
-                    self._forget_shell("the guest rebooted")
+                    # The backdoor remembers that it saw it; connect() goes on
+                    # from there.
+                    self.connected = False
+                    self._publish(MachineState.BOOTING, detail="the guest rebooted")
 
     def succeed(self, *commands: str, timeout: float | None = None) -> str:
         """Run each command; fail the test unless all exit 0.  Returns their output."""
@@ -887,7 +906,11 @@ class Machine:
         self._run_callbacks()
         if not self.booted:
             self.start()
-        return self._require_monitor().send(command)
+        try:
+            return self._require_monitor().send(command)
+        except MachineDied:
+            self._settle_exit()
+            raise
 
     def send_key(self, key: str, delay: float | None = 0.01, log: bool = True) -> None:
         """Press a key: a character (`A`, `!`, newline) or a QEMU key name."""

@@ -438,6 +438,10 @@ class Shells:
             if session.machine.name in machines and (session.opened_at or 0) > checkpoint_created:
                 session.mark_gone("the node was restored to a checkpoint taken before this shell was opened")
 
-    def close_all(self) -> None:
+    def close_all(self, *, hang_up: bool = True) -> None:
+        """Close every shell; `hang_up=False` when the nodes are about to stop anyway."""
         for session in self.sessions():
-            session.close("vmtui is closing")
+            if hang_up:
+                session.close("closed")
+            else:
+                session.mark_gone("vmtui is closing")

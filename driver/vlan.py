@@ -65,8 +65,11 @@ class VLan:
     def _wait_ready(self) -> None:
         """Ask the switch for `showinfo` and wait for its `1000 Success`."""
         assert self.process is not None and self.process.stdin and self.process.stdout
-        self.process.stdin.write(b"showinfo\n")
-        self.process.stdin.flush()
+        try:
+            self.process.stdin.write(b"showinfo\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:
+            pass  # it exited already; its output below says why
         fd = self.process.stdout.fileno()
         deadline = time.monotonic() + STARTUP_TIMEOUT
         said = b""

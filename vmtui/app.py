@@ -44,13 +44,16 @@ from driver.events import (
 )
 from vmtui.bridge import Batch, EventBridge, EventsPending
 from vmtui.keymap import default_keymap_path, load_keymap
+from vmtui.rerun import RerunController, RerunMode, SaveOutcome
 from vmtui.screens.help import HelpScreen, bindings_of
 from vmtui.state_files import BreakpointStore, repl_history_path
+from vmtui.watch import FileWatcher
 from widgets.console_pane import ConsolePane
 from widgets.console_view import ConsoleView
 from widgets.debugger import BreakpointsView, ReplInput, StackView, VariablesView
 from widgets.run_status import RunStatus, error_summary
 from widgets.script_view import PausedKind, ScriptView
+from widgets.terminal_view import ShellPane, TerminalView
 from widgets.timeline import Timeline
 
 # Driver events are drawn at most FRAME_RATE times a second: a flooding
@@ -87,6 +90,10 @@ class VmtuiApp(App[int]):
         Binding("r,ctrl+f5", "restart", "Rerun", id="vmtui.restart", tooltip="Reload the script and run it again against the running VMs"),
         Binding("z,f12", "toggle_maximize", "Max", id="vmtui.maximize", tooltip="Maximise or restore the focused pane"),
         Binding("exclamation_mark,ctrl+x", "focus_repl", "REPL", id="vmtui.focus_repl", tooltip="Type Python in the paused frame"),
+        Binding("o", "open_shell", "Shell", id="vmtui.shell", tooltip="Open a root shell into the focused node (or the first); ctrl+] leaves it"),
+        Binding("k", "checkpoint", "Checkpoint", id="vmtui.checkpoint", show=False, tooltip="Save a checkpoint of every node (at the next statement boundary if one runs)"),
+        Binding("u", "rewind", "Rewind", id="vmtui.rewind", show=False, tooltip="Rewind the VMs to just before the cursor's statement, from a checkpoint"),
+        Binding("m", "rerun_mode", "Rerun mode", id="vmtui.rerun_mode", show=False, tooltip="Cycle what a save reruns: from the change, everything, the failed subtest, from a checkpoint"),
         Binding("v", "toggle_source", "Source", id="vmtui.toggle_source", show=False, tooltip="Switch between the Python script and the Nix/TOML source"),
         Binding("C", "focus('script')", "Script", id="vmtui.focus_script", show=False, tooltip="Focus the script"),
         Binding("V", "focus('variables')", "Variables", id="vmtui.focus_variables", show=False, tooltip="Focus the variables"),
@@ -134,6 +141,9 @@ class VmtuiApp(App[int]):
         # (the stepper can only aim at a line while a run exists).
         self._run_to_after_start: int | None = None
         self._unsubscribe: Callable[[], None] | None = None
+        # Live iteration (saves rerun the script; checkpoints; shells), once a session exists.
+        self.rerun: RerunController | None = None
+        self._watcher: FileWatcher | None = None
         if keymap:
             self.set_keymap(keymap)
         self.script_source = self._read(config.script_path)
@@ -197,9 +207,16 @@ class VmtuiApp(App[int]):
             self._open_session()
 
     def on_unmount(self) -> None:
+        # However the app ends (quit, a signal, a test leaving run_test), the
+        # script thread must end too: a run paused in the stepper would
+        # otherwise block forever, and with it the interpreter's exit.
+        if self.session is not None:
+            self.session.cancel()
         # The session may outlive the app (tests share booted machines).
         if self._unsubscribe is not None:
             self._unsubscribe()
+        if self._watcher is not None:
+            self._watcher.stop()
 
     def _title_panes(self) -> None:
         script = self.config.script_path.name
@@ -269,6 +286,7 @@ class VmtuiApp(App[int]):
 
     def _session_ready(self) -> None:
         """The script is loaded: saved breakpoints go to the stepper, the run may start."""
+        self._start_live()
         stepper = self.session.stepper
         for line in self.breakpoint_store.load(self.config.script_path):
             stepper.set_breakpoint(line)
@@ -294,9 +312,174 @@ class VmtuiApp(App[int]):
         self._run_script()
 
     @work(thread=True, group="script", exit_on_error=False, name="script")
-    def _run_script(self) -> bool:
-        result = self.session.run()
+    def _run_script(self, start: int = 0, until: int | None = None) -> bool:
+        result = self.session.run(start, until)
         return bool(result.ok)
+
+    # -- live iteration: rerun on save, checkpoints, shells ------------------------
+
+    def _start_live(self) -> None:
+        """Saves of the script rerun it against the running VMs (see vmtui/rerun.py)."""
+        session = self.session
+        if self.rerun is not None or getattr(session, "checkpoints", None) is None:
+            return
+        self.rerun = RerunController(
+            session.runner,
+            self.config.script_path,
+            start_run=lambda start, stop: self.call_from_thread(self._start_rerun, start, stop),
+            cancel_event=session.driver.cancel_event,
+            checkpoints=session.checkpoints,
+            all_nodes_up=lambda: bool(session.driver.machines) and all(m.is_up() for m in session.driver.machines),
+            log=session.driver.logger.info,
+        )
+        # Before the first run starts: the tracker and the boot checkpoint see it.
+        session.bus.subscribe(self.rerun.on_event)
+        watched = {self.config.script_path}
+        if self.alt_source_path is not None:
+            watched.add(self.alt_source_path)
+        self._watcher = FileWatcher(watched, self._files_saved)
+        self._watcher.start(wait=False)
+
+    def _files_saved(self, paths: set[Path]) -> None:
+        """Watcher thread: a watched file was saved."""
+        try:
+            self.call_from_thread(self._on_files_saved, paths)
+        except RuntimeError:
+            pass  # the app is closing
+
+    def _on_files_saved(self, paths: set[Path]) -> None:
+        if self.config.script_path.resolve() in paths:
+            self._apply_save()
+        else:
+            names = ", ".join(sorted(p.name for p in paths))
+            self.notify(f"{names} changed: node settings apply only after vmtui restarts the nodes",
+                        title="source saved", severity="warning", timeout=6)
+
+    @work(thread=True, group="live", exit_on_error=False, name="rerun on save")
+    def _apply_save(self) -> None:
+        assert self.rerun is not None
+        outcome = self.rerun.saved()
+        self.call_from_thread(self._show_save_outcome, outcome)
+
+    def _sync_script_view(self) -> None:
+        if self.session is not None and self.session.source != self.script_source:
+            self.script_source = self.session.source
+            self.script_view.load(self.script_source)
+            self._show_breakpoints()
+
+    def _start_rerun(self, start: int, stop: int | None) -> None:
+        # The view shows the loaded version before the rerun marks its lines.
+        self._sync_script_view()
+        self.session.stepper.stop_at_start = False
+        self._run_to_after_start = None
+        self._run_script(start, stop)
+
+    def _show_save_outcome(self, outcome: SaveOutcome) -> None:
+        error = outcome.syntax_error
+        if error is not None:
+            try:
+                self.script_view.load(self.config.script_path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError):
+                pass
+            self.script_view.set_error_line(error.line)
+            self._show_error(f"SyntaxError: {error.msg}", line=error.line, title="syntax error",
+                             hint="Nothing runs until the script compiles again; the VMs stay up.")
+            return
+        self._sync_script_view()
+        if outcome.error is not None:
+            self.notify(outcome.error, title="rerun", severity="error", timeout=6)
+        elif outcome.plan is not None:
+            self._hide_error()
+            self.notify(outcome.plan.reason, title="saved", timeout=5)
+
+    def action_rerun_mode(self) -> None:
+        if self.rerun is None:
+            return
+        modes = list(RerunMode)
+        self.rerun.mode = modes[(modes.index(self.rerun.mode) + 1) % len(modes)]
+        self.notify(f"a save reruns {self.rerun.mode.label}", title="rerun mode", timeout=3)
+
+    def action_checkpoint(self) -> None:
+        if self.rerun is None:
+            self.notify("the machines are not ready yet", severity="warning", timeout=2)
+            return
+        self._take_checkpoint()
+
+    @work(thread=True, group="live", exit_on_error=False, name="checkpoint")
+    def _take_checkpoint(self) -> None:
+        assert self.rerun is not None
+        try:
+            checkpoint = self.rerun.checkpoint_now()
+        except Exception as exc:  # noqa: BLE001 - shown to the user, the VMs stay as they are
+            self.call_from_thread(self.notify, str(exc), title="checkpoint", severity="error", timeout=8)
+            return
+        message = ("taken when the running statement ends" if checkpoint is None
+                   else f"'{checkpoint.name}' saved in {checkpoint.save_seconds:.2f} s")
+        self.call_from_thread(self.notify, message, title="checkpoint", timeout=4)
+
+    def action_rewind(self) -> None:
+        if self.rerun is None or self.session is None:
+            return
+        line = self.script_view.cursor_line
+        index = next((s.index for s in self.session.runner.statements if s.line <= line <= s.end_line), None)
+        if index is None:
+            self.notify("put the cursor on a top-level statement", timeout=3)
+            return
+        self._rewind(index)
+
+    @work(thread=True, group="live", exit_on_error=False, name="rewind")
+    def _rewind(self, index: int) -> None:
+        assert self.rerun is not None
+        outcome = self.rerun.rewind(index)
+        if outcome.error is not None:
+            self.call_from_thread(self.notify, outcome.error, title="rewind", severity="error", timeout=6)
+        elif outcome.plan is not None:
+            self.call_from_thread(self.notify, outcome.plan.reason, title="rewind", timeout=5)
+
+    def _focused_machine(self) -> str | None:
+        node = self.focused
+        while node is not None:
+            if isinstance(node, (ConsolePane, ShellPane)):
+                return node.machine
+            node = node.parent  # type: ignore[assignment]
+        return None
+
+    def action_open_shell(self, machine: str | None = None) -> None:
+        if self.session is None or getattr(self.session, "shells", None) is None:
+            self.notify("the machines are not ready yet", severity="warning", timeout=2)
+            return
+        machine = machine or self._focused_machine() or (self.config.nodes[0].name if self.config.nodes else None)
+        if machine is None:
+            return
+        pane = ShellPane(machine)
+        consoles = self.query_one("#consoles")
+        consoles.display = True
+        consoles.mount(pane)
+        self._open_shell(pane)
+
+    @work(thread=True, group="shell", exit_on_error=False, name="open shell")
+    def _open_shell(self, pane: ShellPane) -> None:
+        view = pane.view
+        try:
+            shell = self.session.shells.open(
+                pane.machine, on_output=view.feed, on_closed=view.mark_closed,
+                columns=max(view.size.width, 20), lines=max(view.size.height, 5),
+            )
+        except Exception as exc:  # noqa: BLE001 - shown to the user
+            self.call_from_thread(self._shell_failed, pane, str(exc))
+            return
+        self.call_from_thread(pane.attach, shell, f"/dev/hvc{shell.channel}")
+
+    def _shell_failed(self, pane: ShellPane, message: str) -> None:
+        pane.remove()
+        self.notify(message, title=f"shell on {pane.machine}", severity="error", timeout=8)
+
+    @on(TerminalView.Closed)
+    def _shell_closed(self, event: TerminalView.Closed) -> None:
+        pane = event.view.parent
+        if isinstance(pane, ShellPane):
+            pane.remove()
+            self.notify(event.reason, title=f"shell on {pane.machine}", timeout=3)
 
     @on(Worker.StateChanged)
     def _worker_changed(self, event: Worker.StateChanged) -> None:
@@ -428,6 +611,10 @@ class VmtuiApp(App[int]):
     def _read_variables(self) -> None:
         values = self.session.variables()
         self.call_from_thread(self.query_one(VariablesView).show_variables, values)
+
+    @on(ReplInput.Left)
+    def _repl_left(self) -> None:
+        self.script_view.focus()
 
     @on(ReplInput.Evaluate)
     def _evaluate_requested(self, event: ReplInput.Evaluate) -> None:
@@ -605,6 +792,7 @@ class VmtuiApp(App[int]):
             ("Console", ConsoleView),
             ("Console pane", ConsolePane),
             ("Breakpoints list", BreakpointsView),
+            ("REPL line", ReplInput),
         ]
 
     async def action_quit(self) -> None:
@@ -621,6 +809,7 @@ class VmtuiApp(App[int]):
                 yield SystemCommand(binding.tooltip, f"{binding.description} ({keys})", partial(self.run_action, binding.action))
         for index, pane in enumerate(self.panes, 1):
             yield SystemCommand(f"Console: {pane.machine}", f"Focus {pane.machine}'s console", partial(self.action_focus_console, index))
+            yield SystemCommand(f"Shell: {pane.machine}", f"Open a root shell into {pane.machine}", partial(self.action_open_shell, pane.machine))
 
 
 def known_binding_ids() -> set[str]:

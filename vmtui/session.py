@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from driver.checkpoint import Checkpoints
 from driver.config import TestConfig
 from driver.driver import Driver
 from driver.events import EventBus
 from driver.runner import RunResult, ScriptRunner, Statement
+from driver.shell import Shells
 from driver.stepper import Stepper
 
 
@@ -29,6 +31,14 @@ class Session:
         # `debug.breakpoint()` in a script pauses here, in the TUI's stepper.
         # (No global timer: an interactive session lasts as long as the user wants.)
         self.driver.breakpoint_hook = self.stepper.request_break
+        # Live iteration: checkpoints of the nodes, shell panes into them.
+        self.checkpoints = Checkpoints(lambda: self.driver.machines, log=self.driver.logger.info)
+        self.shells = Shells(lambda: self.driver.machines)
+        self.checkpoints.restored_listeners.append(
+            lambda report: self.shells.after_restore(
+                [node.machine for node in report.checkpoint.nodes], report.checkpoint.created
+            )
+        )
         self._close_lock = threading.Lock()
         self._closed = False
 
@@ -48,9 +58,9 @@ class Session:
     def is_running(self) -> bool:
         return self.runner.is_running
 
-    def run(self, from_statement: int = 0) -> RunResult:
+    def run(self, from_statement: int = 0, until: int | None = None) -> RunResult:
         """Run the loaded script (blocks until it ends; call in a worker thread)."""
-        return self.runner.run(from_statement)
+        return self.runner.run(from_statement, until)
 
     def cancel(self) -> None:
         """End the current run, from any thread; the VMs stay up."""
@@ -75,5 +85,6 @@ class Session:
                 return
             self._closed = True
         self.runner.cancel()
+        self.shells.close_all(hang_up=False)
         self.driver.cleanup()
 

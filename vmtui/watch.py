@@ -59,15 +59,15 @@ class FileWatcher:
     def directories(self) -> list[Path]:
         return sorted({p.parent for p in self.paths})
 
-    def start(self) -> None:
-        """Start watching; returns once the watch is established."""
+    def start(self, wait: bool = True) -> None:
+        """Start watching; with `wait`, return once the watch is established
+        (a fraction of a second), so that a save right after is not missed."""
         if self._thread is not None:
             raise RuntimeError("the watcher is already running")
         self._thread = threading.Thread(target=self._watch, name="vmtui-watch", daemon=True)
         self._thread.start()
-        # watchfiles registers its watches before the first wait; give it a
-        # moment so a save right after start() is not missed.
-        self._ready.wait(timeout=5)
+        if wait:
+            self._ready.wait(timeout=5)
 
     def stop(self) -> None:
         self._stop.set()

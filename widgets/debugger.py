@@ -145,6 +145,7 @@ class ReplInput(Input):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("up", "history(-1)", "Previous", show=False),
         Binding("down", "history(1)", "Next", show=False),
+        Binding("escape", "leave", "Leave", id="repl.leave", show=False, tooltip="Back to the script"),
     ]
 
     class Evaluate(Message):
@@ -153,6 +154,9 @@ class ReplInput(Input):
         def __init__(self, source: str) -> None:
             super().__init__()
             self.source = source
+
+    class Left(Message):
+        """The user is done typing (Escape): the app decides where focus goes."""
 
     HISTORY_LIMIT = 1000
 
@@ -200,6 +204,9 @@ class ReplInput(Input):
         self._position = min(max(0, self._position + step), len(self.history))
         self.value = self._draft if self._position == len(self.history) else self.history[self._position]
         self.cursor_position = len(self.value)
+
+    def action_leave(self) -> None:
+        self.post_message(self.Left())
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:

@@ -25,7 +25,9 @@ import pyte
 from rich.segment import Segment
 from rich.style import Style
 from textual import events, on
+from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.containers import Vertical
 from textual.geometry import Region, Size
 from textual.message import Message
 from textual.strip import Strip
@@ -441,3 +443,46 @@ class TerminalView(Widget, can_focus=True):
         if self._cursor_row is not None:
             self._screen.dirty.add(self._cursor_row)
         self._refresh_dirty()
+
+
+class ShellPane(Vertical):
+    """A bordered pane around a TerminalView: "shell: <node>" and its state in the title.
+
+    The pane exists before its shell does (opening one takes a guest
+    command): the owner calls `attach(backend, detail)` once it is open.
+    """
+
+    ALLOW_MAXIMIZE = True
+
+    DEFAULT_CSS = """
+    ShellPane {
+        border: round $panel-lighten-2;
+        border-title-color: $text;
+        border-subtitle-color: $text-muted;
+        height: 1fr;
+        min-height: 6;
+        &:focus-within { border: round $accent; }
+        & > TerminalView { height: 1fr; }
+    }
+    """
+
+    def __init__(self, machine: str, *, id: str | None = None, classes: str | None = None) -> None:  # noqa: A002
+        super().__init__(id=id, classes=classes)
+        self.machine = machine
+
+    def compose(self) -> ComposeResult:
+        yield TerminalView()
+
+    def on_mount(self) -> None:
+        self.border_title = f"[b]shell[/b] {self.machine}"
+        self.border_subtitle = "opening..."
+
+    @property
+    def view(self) -> TerminalView:
+        return self.query_one(TerminalView)
+
+    def attach(self, backend: TerminalBackend, detail: str = "") -> None:
+        """The shell is open: keys go to `backend` from now on."""
+        self.view.attach(backend)
+        self.border_subtitle = f"{detail}  ctrl+]: leave" if detail else "ctrl+]: leave"
+        self.view.focus()

@@ -128,7 +128,7 @@ vmtui-shares mount || say "cannot mount the 9p shares /tmp/shared and /tmp/xchg"
 # rest to it.  A halted CPU would keep QEMU running, so halt powers off too.
 shutdown_guest() {
     say "$1: stopping all processes"
-    trap '' USR1 USR2 TERM
+    trap '' USR1 USR2 TERM INT
     kill -TERM -1 2>/dev/null
     sleep 0.2
     kill -KILL -1 2>/dev/null
@@ -138,6 +138,8 @@ shutdown_guest() {
 }
 trap 'shutdown_guest poweroff' USR1 USR2
 trap 'shutdown_guest reboot' TERM
+# Ctrl-Alt-Delete (Machine.reboot() sends it) reaches PID 1 as SIGINT.
+trap 'shutdown_guest reboot' INT
 
 # --- boot hook -------------------------------------------------------------------
 if [ -f /etc/vmtui/boot.sh ]; then

@@ -11,7 +11,7 @@ Usage::
 
     @pytest.mark.vm
     def test_something(vm_network):
-        net = vm_network({"alpha": [1], "beta": [1, 2]})
+        net = vm_network({"alpha": [1], "beta": {"vlans": [1, 2], "memory_mb": 384}})
         net.start_all()
         net["alpha"].succeed("ping -c1 beta")
 """
@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,7 +64,8 @@ class VMNetwork:
 
     tmp_dir: Path
     image: TinyGuestImage
-    nodes: Mapping[str, NodeSpec | Sequence[int]]
+    # Per node: a NodeSpec, a dict of NodeSpec fields, or just its VLANs.
+    nodes: Mapping[str, NodeSpec | Mapping[str, Any] | Sequence[int]]
     cancel_event: threading.Event | None = None
     bus: EventBus = field(default_factory=EventBus)
     events: list[Event] = field(default_factory=list)
@@ -73,10 +75,7 @@ class VMNetwork:
     def __post_init__(self) -> None:
         self.bus.subscribe(self.events.append)
         self.logger = Logger(self.bus)
-        specs = {
-            name: spec if isinstance(spec, NodeSpec) else NodeSpec(vlans=tuple(spec))
-            for name, spec in self.nodes.items()
-        }
+        specs = {name: _node_spec(spec) for name, spec in self.nodes.items()}
         numbers = {name: index for index, name in enumerate(sorted(specs), start=1)}
         hosts = [
             HostEntry(name, numbers[name], spec.vlans[0])
@@ -154,6 +153,19 @@ class VMNetwork:
             vlan.stop()
 
 
+def _node_spec(spec: NodeSpec | Mapping[str, Any] | Sequence[int]) -> NodeSpec:
+    if isinstance(spec, NodeSpec):
+        return spec
+    if isinstance(spec, Mapping):
+        # Tests pass plain dicts: importing this conftest from a test module
+        # is ambiguous once several conftest.py files are collected.
+        fields = dict(spec)
+        if "vlans" in fields:
+            fields["vlans"] = tuple(fields["vlans"])
+        return NodeSpec(**fields)
+    return NodeSpec(vlans=tuple(spec))
+
+
 NetworkFactory = Callable[..., VMNetwork]
 
 
@@ -163,7 +175,7 @@ def vm_network(
 ) -> Iterator[NetworkFactory]:
     made: list[VMNetwork] = []
 
-    def make(nodes: Mapping[str, NodeSpec | Sequence[int]], **kwargs: object) -> VMNetwork:
+    def make(nodes: Mapping[str, NodeSpec | Mapping[str, Any] | Sequence[int]], **kwargs: object) -> VMNetwork:
         # Short paths: UNIX socket paths must stay under 108 bytes.
         tmp_dir = tmp_path_factory.mktemp("net", numbered=True)
         network = VMNetwork(tmp_dir, tiny_image, nodes, **kwargs)  # type: ignore[arg-type]

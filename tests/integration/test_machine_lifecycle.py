@@ -40,9 +40,7 @@ def test_shutdown_start_crash(vm_network: NetworkFactory) -> None:
 
 
 def test_guest_reboot_is_waited_for(vm_network: NetworkFactory) -> None:
-    from conftest import NodeSpec
-
-    net = vm_network({"rebooter": NodeSpec(vlans=(1,), allow_reboot=True)})
+    net = vm_network({"rebooter": {"vlans": [1], "allow_reboot": True}})
     machine = net["rebooter"]
     net.start_all()
     pid = machine.pid
@@ -56,3 +54,23 @@ def test_guest_reboot_is_waited_for(vm_network: NetworkFactory) -> None:
     states = [event.state for event in net.states("rebooter")]
     assert states[-1] == MachineState.CONNECTED
     assert states.count(MachineState.CONNECTED) == 2
+
+
+def test_screenshot_of_a_machine_with_a_display(vm_network: NetworkFactory) -> None:
+    import struct
+
+    # A command line, not a bare script path: run through bash, QEMU_OPTS
+    # reach the start script, which adds them before the driver's arguments.
+    net = vm_network({"screen": {"vlans": [1], "command_prefix": "QEMU_OPTS='-vga std'"}})
+    screen = net["screen"]
+    net.start_all()
+    # bash execs the lone command: the child is QEMU, not a shell.
+    assert screen.process is not None and screen.process.pid == screen.pid
+    screen.screenshot("shot")
+    png = (screen.out_dir / "shot.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    width, height = struct.unpack(">II", png[16:24])
+    assert width > 0 and height > 0
+    target = screen.out_dir / "sub" / "named.png"
+    screen.screenshot(str(target))
+    assert target.exists()

@@ -110,7 +110,9 @@ def test_nodes_of_a_nix_target_boot_and_talk(
     # Below the CLI: what resolve_nix_target returns is what Machines boot.
     work = tmp_path_factory.mktemp("nixpath")
     store = nf.FakeStore(work / "store")
-    drv = nf.write_driver(store, era="env-var", name="todos", vms=tiny_vms(store, tiny_image), script=PASSING_SCRIPT)
+    drv = nf.write_driver(
+        store, era="env-var", name="todos", vms=tiny_vms(store, tiny_image), script=PASSING_SCRIPT
+    )
     test = _test_file(work)
     nf.write_fake_nix(work / "bin", {f"{test}#driverInteractive": nf.answer(drv)}, work / "calls.jsonl")
     monkeypatch.setenv("PATH", nf.path_with(work / "bin"))

@@ -22,7 +22,7 @@ from driver import processes
 from driver.checkpoint import Checkpoints
 from driver.driver import Driver
 from driver.errors import RequestedAssertionFailed
-from driver.events import Event, EventBus
+from driver.events import ConsoleOutput, Event, EventBus
 from driver.guest.systemd import TEST_USER
 from driver.machine import Machine
 from driver.runner import ScriptRunner
@@ -49,12 +49,19 @@ class SystemdPair:
 
     def boot(self, spec_path: Path) -> None:
         self.bus.subscribe(self.events.append)
+        self.bus.subscribe(self._log_console)
         config = load_spec(spec_path, work_dir=self.tmp_dir / "spec")
         self.driver = Driver(config, bus=self.bus, out_dir=self.tmp_dir / "out", tmp_dir=self.tmp_dir / "run")
         self.driver.start_all()
         # Connecting waits for each backdoor; both guests boot meanwhile.
         for machine in self.driver.machines:
             machine.connect()
+
+    def _log_console(self, event: Event) -> None:
+        """Each guest's console in <tmp>/console-<name>.log, to read after a failure."""
+        if isinstance(event, ConsoleOutput):
+            with open(self.tmp_dir / f"console-{event.machine}.log", "a") as log:
+                log.writelines(f"{line}\n" for line in event.lines)
 
     @property
     def machines(self) -> dict[str, Machine]:
@@ -269,4 +276,4 @@ def test_checkpoint_restores_units_and_files(pair: SystemdPair) -> None:
         pair["client"].wait_for_open_port(5432, "server", timeout=300)
     finally:
         checkpoints.delete(checkpoint.name)
-        server.start_job(POSTGRES_UNIT)
+        server.execute(f"systemctl start {POSTGRES_UNIT}", timeout=300)
