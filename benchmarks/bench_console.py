@@ -29,7 +29,7 @@ from driver.config import NodeConfig, TestConfig
 from driver.events import ConsoleOutput, EventBus
 from vmtui.app import VmtuiApp
 
-SCRIPT = Path(__file__).resolve().parents[1] / "tests" / "tui" / "data" / "todos_test.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "tests" / "tui" / "data" / "todos_script.py"
 
 MACHINE = "server"
 CHUNK = 256  # lines per ConsoleOutput, about what one 16 KiB serial read yields

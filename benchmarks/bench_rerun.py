@@ -29,6 +29,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from driver import polling  # noqa: E402
+from driver.errors import ScriptCancelled  # noqa: E402
 from driver.events import Event, EventBus, ScriptStarted, StatementStarted  # noqa: E402
 from driver.logger import Logger  # noqa: E402
 from driver.runner import ScriptRunner  # noqa: E402
@@ -59,7 +60,9 @@ class Host:
         cancel = self.cancel_event
 
         def wait() -> None:
-            cancel.wait(0.05)
+            # Like a driver wait: it ends with ScriptCancelled when the run is cancelled.
+            if cancel.wait(0.05):
+                raise ScriptCancelled("cancelled")
 
         return {"wait": wait, "node": self.machine}
 

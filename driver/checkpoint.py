@@ -294,6 +294,7 @@ class Checkpoints:
                         f"cannot restore '{name}': {node.machine} was restarted since the checkpoint "
                         "(its snapshot belongs to the QEMU process that ran then)"
                     )
+                _backdoor(machine)  # checked before anything is loaded
                 machines.append((machine, node))
             covered = {node.machine for node in checkpoint.nodes}
             untouched = sorted(n for n, m in by_name.items() if m.is_up() and n not in covered)

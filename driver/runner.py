@@ -19,7 +19,6 @@ from __future__ import annotations
 import __future__
 import ast
 import builtins
-import ctypes
 import difflib
 import itertools
 import linecache
@@ -193,9 +192,6 @@ class ScriptRunner:
         self._running = False
         self._cancelled = False
         self._script_thread: int | None = None
-        # Async-exception bookkeeping (see cancel()).
-        self._in_statement = False
-        self._async_pending = False
         self.current_statement: Statement | None = None
         if stepper is not None and hasattr(driver, "breakpoint_hook"):
             # `debug.breakpoint()` in the script pauses in this stepper.
@@ -252,17 +248,19 @@ class ScriptRunner:
             self._cancelled = False
             self._ended_early = False
             self._script_thread = threading.get_ident()
+            self.driver.cancel_event.clear()
         run_id = next(_run_ids)
         try:
             return self._run(run_id, from_statement, until)
         finally:
             with self._lock:
                 self._running = False
-                self._clear_async_exception()
+                # The VMs outlive the run: the REPL and the next run must
+                # find them usable, not still cancelled.
+                self.driver.cancel_event.clear()
             self.current_statement = None
 
     def _run(self, run_id: int, from_statement: int, until: int | None = None) -> RunResult:
-        self.driver.cancel_event.clear()
         if from_statement == 0 or self.namespace is None:
             self.namespace = self._fresh_namespace()
         namespace = self.namespace
@@ -333,16 +331,11 @@ class ScriptRunner:
         try:
             if self.stepper is not None:
                 self.stepper.statement_started(statement)
-            with self._lock:
-                self._in_statement = True
             exec(code, namespace)
-            self._leave_statement()
         except ScriptCancelled:
-            self._leave_statement()
             finished(False, "cancelled")
             return RunResult(ok=False, cancelled=True)
         except SystemExit as exc:
-            self._leave_statement()
             if exc.code in (None, 0):
                 # sys.exit(0) in a script ends it early, successfully.
                 finished(True)
@@ -350,7 +343,6 @@ class ScriptRunner:
                 return RunResult(ok=True)
             return self._failed(exc, finished)
         except BaseException as exc:  # noqa: BLE001 - any failure of the script is reported
-            self._leave_statement()
             if isinstance(exc, KeyboardInterrupt):
                 finished(False, "cancelled")
                 return RunResult(ok=False, cancelled=True)
@@ -414,11 +406,11 @@ class ScriptRunner:
     def cancel(self) -> None:
         """Stop the run from any thread; the VMs stay up.
 
-        Blocking machine waits end through `driver.cancel_event`; the
-        stepper (when present) raises `ScriptCancelled` at the next script
-        line.  Without a stepper, `ScriptCancelled` is injected into the
-        script thread as an asynchronous exception, which also ends a script
-        busy in a pure-Python loop.
+        Blocking machine waits and `retry` end through `driver.cancel_event`
+        (they raise `ScriptCancelled`); with a stepper, `ScriptCancelled` is
+        also raised at the next script line, which ends a script busy in a
+        pure-Python loop.  Without a stepper such a loop runs on until it
+        calls into the driver again.
         """
         with self._lock:
             if not self._running:
@@ -427,25 +419,6 @@ class ScriptRunner:
         self.driver.cancel_event.set()
         if self.stepper is not None:
             self.stepper.stop()
-            return
-        with self._lock:
-            if self._in_statement and not self._async_pending and self._script_thread is not None:
-                ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                    ctypes.c_ulong(self._script_thread), ctypes.py_object(ScriptCancelled)
-                )
-                self._async_pending = True
-
-    def _leave_statement(self) -> None:
-        with self._lock:
-            self._in_statement = False
-            self._clear_async_exception()
-
-    def _clear_async_exception(self) -> None:
-        # Called with the lock held: an injected exception that was not
-        # delivered yet must not surface later in unrelated code.
-        if self._async_pending and self._script_thread is not None:
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self._script_thread), None)
-        self._async_pending = False
 
     # -- namespace and position -------------------------------------------------
 

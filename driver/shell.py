@@ -46,13 +46,15 @@ from typing import Callable, Protocol, Sequence
 
 from driver.backdoor import Backdoor
 from driver.errors import MachineError, ScriptCancelled
+from driver.machine import SPARE_CHANNELS
 
 TERM = "xterm-256color"
 # Printed by the guest-side wrapper once the shell ended (an OSC sequence no
 # terminal acts on, so nothing shows if it ever leaks).
 EXIT_MARK = b"\x1b]7770;vmtui-shell-exited\x07"
-SPARE_CHANNELS = (1, 2, 3)
 OPEN_TIMEOUT = 60.0
+# What the launch command prints when the guest lacks the console device.
+NO_CONSOLE = "VMTUI-NO-CONSOLE"
 
 # Hang up every process whose stdin is the console in $tty (the shell, its
 # jobs).  `-ef` compares inodes without forking: a guest under TCG may run
@@ -97,7 +99,7 @@ def launch_command(channel: int, columns: int, lines: int, term: str = TERM,
     mark = "".join(f"\\{b:03o}" for b in EXIT_MARK)
     parts = [
         f"tty={tty}",
-        f'[ -c "$tty" ] || {{ echo "the guest has no $tty (spare virtconsole)" >&2; exit 3; }}',
+        f'[ -c "$tty" ] || {{ echo {NO_CONSOLE}; exit 3; }}',
         # A shell an earlier pane left on this console: hang it up.  `-ef`
         # compares inodes without forking (hundreds of processes under TCG).
         _HANG_UP_CONSOLE,
@@ -202,6 +204,11 @@ class ShellSession:
             raise
         if status != 0 or not output.strip().isdigit():
             self.mark_gone("the shell could not be started")
+            if NO_CONSOLE in output:
+                raise ShellError(
+                    f"{machine.name} has no /dev/hvc{self.channel}: its kernel needs virtio_console, and the "
+                    "spare consoles exist only when vmtui's driver started the node"
+                )
             raise ShellError(f"{machine.name}: starting a shell on /dev/hvc{self.channel} failed (status {status})")
         self.pid = int(output.strip())
         self.opened_at = time.time()

@@ -247,7 +247,7 @@ def _reject_unknown(table: dict[str, Any], allowed: set[str] | frozenset[str], p
     unknown = sorted(set(table) - set(allowed))
     if unknown:
         known = ", ".join(sorted(allowed))
-        raise fail(f"unknown key {prefix}{unknown[0]!r} (known keys: {known})")
+        raise fail(f"unknown key '{prefix}{unknown[0]}' (known keys: {known})")
 
 
 def _vlan_list(value: Any, what: str, fail: Callable[[str], ConfigError]) -> tuple[int, ...]:

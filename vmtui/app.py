@@ -8,6 +8,7 @@ line, reading variables) runs in a thread worker, so the UI never waits.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import gc
 import signal
@@ -144,6 +145,7 @@ class VmtuiApp(App[int]):
         # Live iteration (saves rerun the script; checkpoints; shells), once a session exists.
         self.rerun: RerunController | None = None
         self._watcher: FileWatcher | None = None
+        self._unsubscribe_rerun: Callable[[], None] | None = None
         if keymap:
             self.set_keymap(keymap)
         self.script_source = self._read(config.script_path)
@@ -181,7 +183,7 @@ class VmtuiApp(App[int]):
                 with Horizontal(id="bottom-row"):
                     yield Timeline(id="timeline")
                     with Vertical(id="repl-pane"):
-                        yield RichLog(id="repl-log", wrap=True, markup=False, highlight=False)
+                        yield RichLog(id="repl-log", wrap=True, markup=False, highlight=False, min_width=20)
                         yield ReplInput(history_path=self.repl_history, id="repl")
             with Vertical(id="consoles"):
                 for index, node in enumerate(self.config.nodes, 1):
@@ -217,6 +219,8 @@ class VmtuiApp(App[int]):
             self._unsubscribe()
         if self._watcher is not None:
             self._watcher.stop()
+        if self._unsubscribe_rerun is not None:
+            self._unsubscribe_rerun()
 
     def _title_panes(self) -> None:
         script = self.config.script_path.name
@@ -333,7 +337,7 @@ class VmtuiApp(App[int]):
             log=session.driver.logger.info,
         )
         # Before the first run starts: the tracker and the boot checkpoint see it.
-        session.bus.subscribe(self.rerun.on_event)
+        self._unsubscribe_rerun = session.bus.subscribe(self.rerun.on_event)
         watched = {self.config.script_path}
         if self.alt_source_path is not None:
             watched.add(self.alt_source_path)
@@ -587,16 +591,19 @@ class VmtuiApp(App[int]):
         text = Text()
         text.append("✗ ", style="bold")
         text.append(error_summary(error), style="bold")
-        if line is not None:
-            text.append(f"   line {line}: ", style="dim")
-            text.append(self.script_view.line_text(line).strip())
         details = [row for row in error.strip().splitlines()[:-1] if row.strip()]
         for row in details[-6:]:
             text.append("\n  " + row)
+        if line is not None:
+            text.append(f"\n  line {line}:  ", style="dim")
+            text.append(self.script_view.line_text(line).strip())
         if hint:
-            text.append("\n" + hint, style="italic")
+            text.append("\n" + hint, style="italic dim")
         banner.update(text)
         banner.add_class("-visible")
+        if line is not None:
+            # The banner takes rows from the script view: keep the line in sight.
+            self.call_after_refresh(self.script_view.goto_line, line)
 
     def _hide_error(self) -> None:
         self.query_one("#error-banner").remove_class("-visible")
@@ -633,7 +640,7 @@ class VmtuiApp(App[int]):
             self.call_from_thread(self._repl_write, Text(output, style="red"))
         else:
             if output:
-                self.call_from_thread(self._repl_write, Text(output))
+                self.call_from_thread(self._repl_write, _readable_output(output))
         self.call_from_thread(self._refresh_variables)
 
     def _repl_write(self, text: Text) -> None:
@@ -810,6 +817,23 @@ class VmtuiApp(App[int]):
         for index, pane in enumerate(self.panes, 1):
             yield SystemCommand(f"Console: {pane.machine}", f"Focus {pane.machine}'s console", partial(self.action_focus_console, index))
             yield SystemCommand(f"Shell: {pane.machine}", f"Open a root shell into {pane.machine}", partial(self.action_open_shell, pane.machine))
+
+
+def _readable_output(output: str) -> Text:
+    """REPL output as a reader wants it.
+
+    `server.succeed(...)` returns the command's stdout, and its repr puts a
+    whole listing on one line full of `\\n`: a multi-line string result is
+    shown as its text instead (dimmed quotes mark it as a string).
+    """
+    if output[:1] in "'\"" and output[-1:] == output[:1] and "\\n" in output:
+        try:
+            value = ast.literal_eval(output)
+        except (ValueError, SyntaxError):
+            value = None
+        if isinstance(value, str):
+            return Text.assemble((output[0], "dim"), value.rstrip("\n"), (output[0], "dim"))
+    return Text(output)
 
 
 def known_binding_ids() -> set[str]:

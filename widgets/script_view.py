@@ -62,8 +62,8 @@ class ScriptView(ScrollView, can_focus=True):
     """A read-only, highlighted source view with a line cursor and a debugger gutter."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("up,k", "cursor_up", "Up", show=False),
-        Binding("down,j", "cursor_down", "Down", show=False),
+        Binding("up", "cursor_up", "Up", show=False),
+        Binding("down", "cursor_down", "Down", show=False),
         Binding("pageup", "page_up", "Page up", show=False),
         Binding("pagedown", "page_down", "Page down", show=False),
         Binding("home,g", "first_line", "First line", show=False),
@@ -271,6 +271,10 @@ class ScriptView(ScrollView, can_focus=True):
         height = self.scrollable_content_region.height or 1
         self.scroll_target_y = self.scroll_y = max(0, self.cursor_line - 1 - height // 2)
         self.refresh()
+
+    def on_resize(self) -> None:
+        # A banner or a maximised pane changes the height: keep the cursor in sight.
+        self.call_after_refresh(self._scroll_line_into_view, self.cursor_line)
 
     def on_focus(self) -> None:
         self.refresh()

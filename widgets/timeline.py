@@ -127,7 +127,8 @@ class Timeline(Tree[_Entry]):
         if parent_id is not None and parent_id in self._block_nodes:
             return self._block_nodes[parent_id]
         if self._run_node is None:
-            entry = _Entry(title="driver", kind="run")
+            # Log lines before the first run (creating the machines ...).
+            entry = _Entry(title="driver", kind="driver")
             self._run_node = self.root.add(self._label(entry), data=entry, expand=True)
         return self._run_node
 
@@ -191,7 +192,9 @@ class Timeline(Tree[_Entry]):
         return self.get_component_rich_style(f"timeline--{component}", partial=True)
 
     def _label(self, entry: _Entry) -> Text:
-        if entry.ok is None:
+        if entry.kind == "driver":
+            glyph, glyph_style = "•", "duration"
+        elif entry.ok is None:
             glyph, glyph_style = "…", "running"
         elif entry.ok:
             glyph, glyph_style = "✓", "ok"

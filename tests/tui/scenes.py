@@ -1,7 +1,7 @@
 """Deterministic app states for snapshot tests and screenshots: recorded driver events.
 
 The app is built without a session (no machines); the events are the ones a
-real run of `data/todos_test.py` publishes, with fixed timestamps, so the
+real run of `data/todos_script.py` publishes, with fixed timestamps, so the
 screens are the same on every run.
 """
 
@@ -29,7 +29,7 @@ from vmtui.app import VmtuiApp
 from widgets.debugger import ReplInput, VariablesView
 
 DATA = Path(__file__).parent / "data"
-SCRIPT = DATA / "todos_test.py"
+SCRIPT = DATA / "todos_script.py"
 
 
 def scene_app(state_dir: Path) -> VmtuiApp:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from driver.errors import ScriptCancelled
 from driver.events import Event, EventBus, ScriptFinished, ScriptStarted
 from driver.logger import Logger
 from driver.runner import ScriptRunner
@@ -31,9 +32,11 @@ class Host:
 
     def test_symbols(self) -> dict[str, Any]:
         def block() -> None:
-            # A statement that waits for a long time, like a slow VM command.
+            # A statement that waits for a long time, like a slow VM command
+            # (which ends with ScriptCancelled when the run is cancelled).
             while not self.release.wait(0.01):
-                pass
+                if self.cancel_event.is_set():
+                    raise ScriptCancelled("cancelled")
 
         return {"trace": self.trace, "subtest": self.logger.subtest, "block": block}
 

@@ -237,25 +237,41 @@ def test_future_imports_apply_to_later_statements() -> None:
     assert runner.run().ok
 
 
-def test_cancel_ends_a_busy_script_and_marks_the_run_cancelled() -> None:
+def test_cancel_ends_a_blocking_wait_and_marks_the_run_cancelled() -> None:
     runner, host, rec = make(
         """\
         started = True
-        while True:
-            pass
+        wait_for_cancel()
+        never = 1
         """
     )
+
+    def wait_for_cancel() -> None:
+        # What a machine wait does: poll, and give up once the run is cancelled.
+        host.cancel_event.wait()
+        raise ScriptCancelled()
+
+    runner.driver.test_symbols = lambda: {"wait_for_cancel": wait_for_cancel}  # type: ignore[method-assign]
     results: list[RunResult] = []
     thread = threading.Thread(target=lambda: results.append(runner.run()))
-    seen_loop = threading.Event()
-    rec.bus.subscribe(lambda e: seen_loop.set() if isinstance(e, StatementStarted) and e.line == 2 else None)
+    waiting = threading.Event()
+    rec.bus.subscribe(lambda e: waiting.set() if isinstance(e, StatementStarted) and e.line == 2 else None)
     thread.start()
-    seen_loop.wait()
+    waiting.wait()
     runner.cancel()
     thread.join()
     assert results == [RunResult(ok=False, cancelled=True)]
-    assert host.cancel_event.is_set()
     assert rec.of(ScriptFinished)[0].cancelled
+    assert "never" not in (runner.namespace or {})
+    # Once the run has ended, the machines are usable again (REPL, next run).
+    assert not host.cancel_event.is_set()
+
+
+def test_a_new_run_clears_the_cancel_event() -> None:
+    runner, host, _ = make("x = 1\n")
+    host.cancel_event.set()
+    assert runner.run().ok
+    assert not host.cancel_event.is_set()
 
 
 def test_script_cancelled_from_a_wait_marks_the_run_cancelled() -> None:

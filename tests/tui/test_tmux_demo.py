@@ -1,0 +1,144 @@
+"""`vmtui demo` in a real terminal (tmux): it starts, the consoles fill, quitting ends every VM."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+pytestmark = [
+    pytest.mark.vm,
+    pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux"),
+]
+
+ROOT = Path(__file__).resolve().parents[2]
+VMTUI = Path(sys.executable).parent / "vmtui"
+DEADLINE = 300.0  # bounds a hang on a loaded machine; not a speed assertion
+
+
+class Terminal:
+    """One tmux server of our own (its own socket), one window running a command."""
+
+    def __init__(self, command: str, tmp_path: Path) -> None:
+        self.socket = f"vmtui-test-{uuid.uuid4().hex[:8]}"
+        self.status_file = tmp_path / "exit-status"
+        shell = f"{command}; echo $? > {self.status_file}; sleep 600"
+        self.tmux("new-session", "-d", "-s", "t", "-x", "160", "-y", "46", "-c", str(tmp_path), shell)
+        self.shell_pid = int(self.tmux("display", "-p", "-t", "t", "#{pane_pid}").strip())
+
+    def tmux(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", self.socket, *args], check=True, capture_output=True, text=True).stdout
+
+    def screen(self) -> str:
+        return self.tmux("capture-pane", "-p", "-t", "t")
+
+    def keys(self, *keys: str) -> None:
+        self.tmux("send-keys", "-t", "t", *keys)
+
+    def wait_for(self, condition: Callable[[], bool], what: str) -> None:
+        give_up = time.monotonic() + DEADLINE
+        while not condition():
+            if time.monotonic() > give_up:
+                raise AssertionError(f"gave up waiting for {what}; screen:\n{self.screen()}")
+            time.sleep(0.2)
+
+    def exit_status(self) -> int | None:
+        text = self.status_file.read_text().strip() if self.status_file.exists() else ""
+        return int(text) if text else None
+
+    def close(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """pid -> command name of every process below `pid`."""
+    children: dict[int, list[int]] = {}
+    names: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+        children.setdefault(parent, []).append(int(entry.name))
+        names[int(entry.name)] = name
+    found: dict[int, str] = {}
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found[child] = names[child]
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}").exists() and "(Z)" not in Path(f"/proc/{pid}/stat").read_text()
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[Terminal]:
+    env = f"XDG_STATE_HOME={tmp_path / 'state'} XDG_CONFIG_HOME={tmp_path / 'config'}"
+    terminal = Terminal(f"env {env} {VMTUI} demo", tmp_path)
+    try:
+        yield terminal
+    finally:
+        vms = {pid for pid, name in descendants(terminal.shell_pid).items() if name.startswith(("qemu", "vde_switch"))}
+        terminal.close()
+        for pid in vms:  # only if the test already failed: never leak a VM
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def vm_processes(terminal: Terminal) -> dict[int, str]:
+    return {pid: name for pid, name in descendants(terminal.shell_pid).items() if name.startswith(("qemu", "vde_switch"))}
+
+
+def booted(terminal: Terminal) -> bool:
+    screen = terminal.screen()
+    return "client  ● connected" in screen and "server  ● connected" in screen and "vmtui-init" in screen
+
+
+def test_demo_runs_in_a_real_terminal_and_quitting_ends_every_vm(demo: Terminal) -> None:
+    demo.wait_for(lambda: booted(demo), "both nodes connected, consoles filling")
+    demo.wait_for(lambda: "✓ passed" in demo.screen(), "the demo test to pass")
+    screen = demo.screen()
+    assert "todos.py" in screen and "Timeline" in screen and "REPL" in screen
+    vms = vm_processes(demo)
+    assert sum(name.startswith("qemu") for name in vms.values()) == 2
+
+    demo.keys("q")
+    demo.wait_for(lambda: demo.exit_status() is not None, "vmtui to exit")
+    assert demo.exit_status() == 0
+    assert not [pid for pid in vms if alive(pid)], "QEMU or vde_switch left running after quitting"
+
+
+def test_sigterm_ends_every_vm(demo: Terminal) -> None:
+    demo.wait_for(lambda: booted(demo), "both nodes connected")
+    vms = vm_processes(demo)
+    vmtui = next(pid for pid, name in descendants(demo.shell_pid).items() if name == "vmtui")
+    os.kill(vmtui, signal.SIGTERM)
+    demo.wait_for(lambda: demo.exit_status() is not None, "vmtui to exit on SIGTERM")
+    assert not [pid for pid in vms if alive(pid)], "QEMU or vde_switch left running after SIGTERM"
+
+
+def test_ctrl_c_quits_and_ends_every_vm(demo: Terminal) -> None:
+    demo.wait_for(lambda: booted(demo), "both nodes connected")
+    vms = vm_processes(demo)
+    demo.keys("C-c")
+    demo.wait_for(lambda: demo.exit_status() is not None, "vmtui to exit on Ctrl-C")
+    assert not [pid for pid in vms if alive(pid)], "QEMU or vde_switch left running after Ctrl-C"

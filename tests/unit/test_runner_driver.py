@@ -1,0 +1,193 @@
+"""The Driver's script namespace, without booting anything.
+
+Machines are constructed (state directories only; QEMU starts on first use)
+and no VLAN is configured, so no process is spawned here.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import unittest
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from driver import polling
+from driver.config import NodeConfig
+from driver.config import TestConfig as Config  # not "Test*": pytest would collect it
+from driver.driver import (
+    BASE_SYMBOLS,
+    Driver,
+    expected_symbol_names,
+    machine_name_from_start_command,
+    preflight,
+    pythonize_name,
+)
+from driver.errors import ConfigError, RequestedAssertionFailed
+from driver.events import EventBus, LogLevel, LogMessage
+from driver.machine import Machine
+from driver.runner import ScriptRunner
+from driver.stepper import Stepper
+
+
+@pytest.fixture
+def start_script(tmp_path: Path) -> Path:
+    script = tmp_path / "bin" / "run-web-server-vm"
+    script.parent.mkdir()
+    script.write_text("#!/bin/sh\nexit 1\n")
+    script.chmod(0o755)
+    return script
+
+
+@pytest.fixture
+def config(tmp_path: Path, start_script: Path) -> Config:
+    test_script = tmp_path / "test.py"
+    test_script.write_text("value = 1\n")
+    return Config(
+        nodes=[NodeConfig("web-server", str(start_script)), NodeConfig("db", str(start_script))],
+        vlans=[],
+        script_path=test_script,
+        global_timeout=120,
+    )
+
+
+@pytest.fixture
+def driver(config: Config, tmp_path: Path) -> Iterator[Driver]:
+    with Driver(config, bus=EventBus(), out_dir=tmp_path / "out", tmp_dir=tmp_path / "state") as d:
+        yield d
+
+
+def test_pythonized_names() -> None:
+    assert pythonize_name("web-server") == "web_server"
+    assert pythonize_name("1node") == "_node"
+    assert pythonize_name("a.b") == "a_b"
+
+
+def test_machine_names_from_start_commands() -> None:
+    assert machine_name_from_start_command("/nix/store/x/bin/run-server-vm") == "server"
+    assert machine_name_from_start_command("/somewhere/start.sh") == "machine"
+
+
+def test_symbols_are_the_nixos_globals(driver: Driver) -> None:
+    symbols = driver.test_symbols()
+    assert set(BASE_SYMBOLS) <= set(symbols)
+    assert symbols["web_server"].name == "web-server"
+    assert [m.name for m in symbols["machines"]] == ["db", "web-server"]
+    assert "machine" not in symbols  # only with exactly one node
+    assert symbols["driver"] is driver and symbols["log"] is driver.logger and symbols["os"] is os
+    assert symbols["Machine"] is Machine and symbols["QemuMachine"] is Machine
+    assert symbols["retry"] is polling.retry
+    assert set(symbols) == expected_symbol_names(driver.config)
+    # A fresh dict every time: a script's names never leak into the next run.
+    symbols["mine"] = 1
+    assert "mine" not in driver.test_symbols()
+
+
+def test_single_node_is_also_machine(tmp_path: Path, start_script: Path, config: Config) -> None:
+    config.nodes = config.nodes[:1]
+    with Driver(config, bus=EventBus(), out_dir=tmp_path / "out", tmp_dir=tmp_path / "state") as driver:
+        symbols = driver.test_symbols()
+        assert symbols["machine"] is symbols["web_server"]
+
+
+def test_t_fails_the_test_tidily(driver: Driver) -> None:
+    t = driver.test_symbols()["t"]
+    assert isinstance(t, unittest.TestCase)
+    t.assertEqual([1, 2], [1, 2])
+    with pytest.raises(RequestedAssertionFailed, match="1 != 2"):
+        t.assertEqual(1, 2)
+    with pytest.raises(RequestedAssertionFailed):
+        t.assertIn("x", "abc")
+
+
+def test_serial_stdout_switches(driver: Driver) -> None:
+    symbols = driver.test_symbols()
+    symbols["serial_stdout_off"]()
+    assert driver.logger.serial_stdout is False
+    symbols["serial_stdout_on"]()
+    assert driver.logger.serial_stdout is True
+
+
+def test_polling_condition_is_bound_to_the_driver_logger(driver: Driver) -> None:
+    condition = driver.test_symbols()["polling_condition"](lambda: True, seconds_interval=5)
+    assert isinstance(condition, polling.PollingCondition)
+    assert condition.logger is driver.logger and condition.seconds_interval == 5
+
+
+def test_create_machine_new_and_legacy_forms(driver: Driver, start_script: Path) -> None:
+    create = driver.test_symbols()["create_machine"]
+    extra = create(str(start_script))
+    assert extra.name == "web-server"
+    named = create(str(start_script), name="other", keep_machine_state=True)
+    assert named.name == "other" and named.keep_machine_state
+    events: list[object] = []
+    driver.bus.subscribe(events.append)
+    legacy = create({"startCommand": str(start_script), "name": "legacy", "allowReboot": True})
+    assert legacy.name == "legacy" and legacy.allow_reboot
+    assert any(isinstance(e, LogMessage) and e.level == LogLevel.WARNING for e in events)
+    assert [m.name for m in driver.test_symbols()["machines"]][-3:] == ["web-server", "other", "legacy"]
+
+
+def test_debug_breakpoint_without_a_stepper_only_warns(driver: Driver) -> None:
+    events: list[object] = []
+    driver.bus.subscribe(events.append)
+    driver.test_symbols()["debug"].breakpoint()
+    assert any("debug.breakpoint() ignored" in getattr(e, "message", "") for e in events)
+
+
+def test_a_runner_with_a_stepper_hooks_debug_breakpoint(driver: Driver) -> None:
+    stepper = Stepper(driver.bus)
+    ScriptRunner(driver, driver.bus, stepper)
+    assert driver.breakpoint_hook == stepper.request_break
+
+
+def test_driver_installs_its_cancel_event_for_machine_waits(driver: Driver) -> None:
+    assert polling.current_cancel_event() is driver.cancel_event
+    driver.cleanup()
+    assert polling.current_cancel_event() is None
+
+
+def test_cleanup_is_idempotent_and_removes_its_own_tmp_dir(config: Config, tmp_path: Path) -> None:
+    driver = Driver(config, bus=EventBus(), out_dir=tmp_path / "out")
+    tmp_dir = driver.tmp_dir
+    assert tmp_dir.is_dir() and (tmp_dir / "vm-state-db").is_dir()
+    driver.cleanup()
+    driver.cleanup()
+    assert not tmp_dir.exists()
+
+
+def test_two_drivers_of_one_test_never_share_state(config: Config, tmp_path: Path) -> None:
+    with Driver(config, bus=EventBus(), out_dir=tmp_path / "a") as first:
+        with Driver(config, bus=EventBus(), out_dir=tmp_path / "b") as second:
+            assert first.tmp_dir != second.tmp_dir
+
+
+def test_global_timeout_releases_and_calls_back(driver: Driver) -> None:
+    called = threading.Event()
+    driver.on_timeout.append(called.set)
+    driver.terminate_test()
+    assert driver.timed_out and driver.cancel_event.is_set() and called.is_set()
+
+
+def test_preflight_catches_bad_input(config: Config, tmp_path: Path) -> None:
+    missing_script = Config(nodes=config.nodes, vlans=[], script_path=tmp_path / "nope.py")
+    with pytest.raises(ConfigError, match="test script not found"):
+        preflight(missing_script)
+    config.nodes = [NodeConfig("a", str(tmp_path / "missing" / "run-a-vm"))]
+    with pytest.raises(ConfigError, match="start script not found"):
+        preflight(config)
+    config.nodes = [NodeConfig("a", "no-such-program-anywhere --x")]
+    with pytest.raises(ConfigError, match="not found on PATH"):
+        preflight(config)
+    config.nodes = [NodeConfig("a-b", "true"), NodeConfig("a_b", "true")]
+    with pytest.raises(ConfigError, match="same Python name"):
+        preflight(config)
+
+
+def test_preflight_wants_vde_switch_for_vlans(config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    config.vlans = [1]
+    monkeypatch.setenv("PATH", "/nonexistent")
+    with pytest.raises(ConfigError, match="vde_switch not found"):
+        preflight(config)
