@@ -50,6 +50,7 @@ _START_COMMAND_KEYS = {"start_command", "vlans"}
 _MAX_NODES = 254
 # Old per-node build directories are removed after this long unused.
 _STALE_BUILD_SECONDS = 3600.0
+_SOURCE_FILE = ".spec-path"
 
 
 @dataclass(frozen=True)
@@ -368,7 +369,11 @@ def load_spec(path: Path | str, *, progress: Progress | None = None, work_dir: P
     """Validate the spec, build what its nodes need, return the TestConfig."""
     spec = parse_spec(path)
     report: Progress = progress or (lambda _line: None)
-    root = work_dir or default_work_dir(spec)
+    if work_dir is None:
+        root = default_work_dir(spec)
+        _prune_orphaned_work_dirs(root.parent)
+    else:
+        root = work_dir
     numbers = {node.name: index for index, node in enumerate(spec.nodes, start=1)}
     hosts = tuple((node.name, numbers[node.name], node.vlans[0]) for node in spec.nodes if node.vlans)
     nodes: list[NodeConfig] = []
@@ -423,6 +428,8 @@ def _build_node(
         key = _build_key(flavour.name, image_key, build)
         nodes_dir = root / "nodes"
         nodes_dir.mkdir(parents=True, exist_ok=True)
+        # Which spec this is for: work dirs of specs that are gone get pruned.
+        (root / _SOURCE_FILE).write_text(str(spec.path.resolve()))
         node_dir = nodes_dir / f"{node.name}-{key}"
         done = node_dir / ".complete"
         # One builder at a time per node; a concurrent run of the same spec
@@ -477,6 +484,22 @@ def _locked(lock_path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _prune_orphaned_work_dirs(specs_dir: Path) -> None:
+    """Remove work dirs whose spec file no longer exists (temporary tests)."""
+    if not specs_dir.is_dir():
+        return
+    now = time.time()
+    for work_dir in specs_dir.iterdir():
+        source = work_dir / _SOURCE_FILE
+        try:
+            if Path(source.read_text().strip()).exists():
+                continue
+            if now - work_dir.stat().st_mtime > _STALE_BUILD_SECONDS:
+                shutil.rmtree(work_dir, ignore_errors=True)
+        except OSError:
+            continue
 
 
 def _prune_stale(nodes_dir: Path, node_name: str, keep: Path) -> None:

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Protocol, Sequence
 
+from driver.errors import ScriptCancelled
 from driver.events import (
     BlockClosed,
     BlockOpened,
@@ -629,5 +630,6 @@ class RerunController:
         for name in wanted:
             try:
                 self.checkpoints.save(name, statement_index=index + 1)
-            except Exception as error:  # noqa: BLE001 - a failed checkpoint must not fail the run
+            except (Exception, ScriptCancelled) as error:  # noqa: BLE001 - it must not fail the run
+                # (The run goes on, or ends through its own cancellation.)
                 self._log(f"checkpoint {name or ''} not taken: {error}".replace("  ", " "))

@@ -210,3 +210,24 @@ def test_start_command_nodes_need_no_build(tmp_path: Path) -> None:
     assert config.nodes[0].start_command == str(runner.resolve())
     assert config.vlans == [3]
     assert not (tmp_path / "work").exists()
+
+
+def test_work_dirs_of_deleted_specs_are_pruned(
+    tmp_path: Path, fake_flavour: FakeFlavour, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VMTUI_CACHE_DIR", str(tmp_path / "cache"))
+    specs = tmp_path / "cache" / "specs"
+    orphan = specs / "gone-000000000000"
+    recent_orphan = specs / "just-gone-000000000000"
+    for directory in (orphan, recent_orphan):
+        directory.mkdir(parents=True)
+        (directory / ".spec-path").write_text(str(tmp_path / "deleted.toml"))
+    os.utime(orphan, (0, 0))
+    path = write_spec(tmp_path, 'script = "test.py"\n[nodes.a]\nguest = "fake"\n')
+    load_spec(path)
+    assert not orphan.exists()
+    assert recent_orphan.exists()  # maybe still in use by a run that just started
+    (live,) = [d for d in specs.iterdir() if d.name.startswith("test-")]
+    assert (live / ".spec-path").read_text() == str(path.resolve())
+    load_spec(path)
+    assert live.exists()
