@@ -18,6 +18,8 @@ class NodeConfig:
 
 @dataclass
 class TestConfig:
+    __test__ = False  # a test's configuration, not a pytest test class
+
     nodes: list[NodeConfig]
     vlans: list[int]
     # The Python test script: what the script view shows and the stepper steps.
