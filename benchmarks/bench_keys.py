@@ -83,6 +83,8 @@ def parent(keys: int, rate: int) -> None:
         encoding="utf-8",
         codec_errors="replace",
         timeout=60,
+        # Bound the parent's own search cost: the app writes tens of KiB per frame.
+        searchwindowsize=8192,
     )
     process.delaybeforesend = None  # pexpect sleeps 50 ms before each send by default
     try:

@@ -11,8 +11,11 @@ from __future__ import annotations
 import ast
 import asyncio
 import gc
+import os
+import re
 import signal
 import sys
+import threading
 import time
 from functools import partial
 from pathlib import Path
@@ -72,6 +75,12 @@ SessionFactory = Callable[[TestConfig], Any]
 
 def _language_of(path: Path) -> str:
     return {".nix": "nix", ".toml": "toml", ".py": "python", ".json": "json"}.get(path.suffix, "text")
+
+
+class ReplPane(Vertical):
+    """The REPL's output and input line; maximised together (z) from the input."""
+
+    ALLOW_MAXIMIZE = True
 
 
 class VmtuiApp(App[int]):
@@ -182,7 +191,7 @@ class VmtuiApp(App[int]):
                 yield Static(id="error-banner")
                 with Horizontal(id="bottom-row"):
                     yield Timeline(id="timeline")
-                    with Vertical(id="repl-pane"):
+                    with ReplPane(id="repl-pane"):
                         yield RichLog(id="repl-log", wrap=True, markup=False, highlight=False, min_width=20)
                         yield ReplInput(history_path=self.repl_history, id="repl")
             with Vertical(id="consoles"):
@@ -193,13 +202,13 @@ class VmtuiApp(App[int]):
     def on_mount(self) -> None:
         self._title_panes()
         self.query_one("#script", ScriptView).focus()
-        self._restore_breakpoints()
+        self._show_breakpoints()
         if not self.config.nodes:
             self.query_one("#consoles").display = False
         if self.owns_process:
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
-                loop.add_signal_handler(signum, self.exit, 130 if signum == signal.SIGINT else 143)
+                loop.add_signal_handler(signum, self._exit_on_signal, 128 + signum)
             # Everything built so far (Textual, the DOM, the driver's modules)
             # lives as long as the app: moving it out of the collector's view
             # makes the full collections a console flood provokes short
@@ -207,6 +216,15 @@ class VmtuiApp(App[int]):
             self.call_after_refresh(gc.freeze)
         if self.session_factory is not None:
             self._open_session()
+
+    def _exit_on_signal(self, status: int) -> None:
+        """SIGTERM/SIGHUP/SIGINT: leave like `q` does (terminal restored, VMs ended).
+
+        Should the orderly way hang (a terminal that went away can block the
+        last screen write), a watchdog ends every child and the process.
+        """
+        self.exit(status)
+        threading.Thread(target=_force_exit_after, args=(SIGNAL_EXIT_GRACE, status), daemon=True).start()
 
     def on_unmount(self) -> None:
         # However the app ends (quit, a signal, a test leaving run_test), the
@@ -648,12 +666,11 @@ class VmtuiApp(App[int]):
 
     # -- breakpoints ------------------------------------------------------------------
 
-    def _restore_breakpoints(self) -> None:
-        self.script_view.set_breakpoints(self.breakpoint_store.load(self.config.script_path))
-        self._show_breakpoints()
-
     def _show_breakpoints(self) -> None:
-        lines = self.session.stepper.breakpoints if self.session is not None else self.script_view.breakpoints
+        if self.session is not None:
+            lines: Iterable[int] = self.session.stepper.breakpoints
+        else:  # still starting: show the saved ones, the stepper gets them when it exists
+            lines = self.breakpoint_store.load(self.config.script_path)
         self.script_view.set_breakpoints(lines)
         self.query_one(BreakpointsView).show_breakpoints(lines, self.script_view.line_text)
 
@@ -800,6 +817,7 @@ class VmtuiApp(App[int]):
             ("Console pane", ConsolePane),
             ("Breakpoints list", BreakpointsView),
             ("REPL line", ReplInput),
+            ("Shell pane", TerminalView),
         ]
 
     async def action_quit(self) -> None:
@@ -819,6 +837,22 @@ class VmtuiApp(App[int]):
             yield SystemCommand(f"Shell: {pane.machine}", f"Open a root shell into {pane.machine}", partial(self.action_open_shell, pane.machine))
 
 
+# Seconds an orderly exit after a signal may take (VM shutdown included).
+SIGNAL_EXIT_GRACE = 20.0
+
+
+def _force_exit_after(delay: float, status: int) -> None:
+    time.sleep(delay)
+    from driver.processes import cleanup
+
+    cleanup()
+    os._exit(status)
+
+
+# The last line of an exception report: `ZeroDivisionError: division by zero`.
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Failed|Interrupt|Exit)\b")
+
+
 def _readable_output(output: str) -> Text:
     """REPL output as a reader wants it.
 
@@ -826,6 +860,8 @@ def _readable_output(output: str) -> Text:
     whole listing on one line full of `\\n`: a multi-line string result is
     shown as its text instead (dimmed quotes mark it as a string).
     """
+    if output.startswith("Traceback") or _EXCEPTION_LINE.match(output.rstrip().rsplit("\n", 1)[-1]):
+        return Text(output, style="red")
     if output[:1] in "'\"" and output[-1:] == output[:1] and "\\n" in output:
         try:
             value = ast.literal_eval(output)

@@ -16,12 +16,10 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import DataTable, Input, OptionList
 from textual.widgets.option_list import Option
+from textual.markup import escape
 
 from driver.events import FrameSummary
 
-
-def _escape(text: str) -> str:
-    return text.replace("[", r"\[")
 
 
 class StackView(OptionList):
@@ -47,7 +45,7 @@ class StackView(OptionList):
         for depth, frame in enumerate(self._frames):
             where = f"{frame.function} [dim]line[/] {frame.line}"
             if not frame.in_script:
-                where = f"[dim]{_escape(frame.function)} {Path(frame.filename).name}:{frame.line}[/]"
+                where = f"[dim]{escape(frame.function)} {Path(frame.filename).name}:{frame.line}[/]"
             pointer = "[$warning]▶[/] " if depth == 0 else "  "
             options.append(Option(f"{pointer}{where}"))
         self.set_options(options)
@@ -124,7 +122,7 @@ class BreakpointsView(OptionList):
         self._breakpoint_lines = sorted(lines)
         highlighted = self.highlighted
         self.set_options(
-            Option(f"[$error]●[/] [b]{line:>3}[/]  [dim]{_escape(line_text(line).strip())}[/]") for line in self._breakpoint_lines
+            Option(f"[$error]●[/] [b]{line:>3}[/]  [dim]{escape(line_text(line).strip())}[/]") for line in self._breakpoint_lines
         )
         if self._breakpoint_lines:
             self.highlighted = min(highlighted or 0, len(self._breakpoint_lines) - 1)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from textual.markup import escape
+
 from driver.events import MachineState, MachineStateChanged
 
 # Theme variables per state, so the state line follows the app's theme.
@@ -35,9 +37,6 @@ def format_duration(seconds: float) -> str:
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
-
-def _escape(text: str) -> str:
-    return text.replace("[", r"\[")
 
 
 @dataclass
@@ -87,5 +86,5 @@ class MachineStatus:
         if uptime is not None:
             parts.append(f"up {format_duration(uptime) if uptime >= 60 else f'{int(uptime)}s'}")
         if self.detail:
-            parts.append(f"[i]{_escape(self.detail)}[/]")
+            parts.append(f"[i]{escape(self.detail)}[/]")
         return " · ".join(parts)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from textual.widgets import Static
+from textual.markup import escape
 
 from driver.events import (
     DebuggerPaused,
@@ -14,9 +15,6 @@ from driver.events import (
 )
 from widgets.machine_status import format_duration
 
-
-def _escape(text: str) -> str:
-    return text.replace("[", r"\[")
 
 
 def error_summary(text: str | None) -> str:
@@ -102,11 +100,11 @@ class RunStatus(Static):
             "stopped": ("■", "$text-warning"),
             "passed": ("✓", "$text-success"),
         }.get(self.state, ("•", "$text"))
-        parts = [f"[b]{_escape(self.title)}[/b]", f"[{colour}]{glyph} {self.state}[/]"]
+        parts = [f"[b]{escape(self.title)}[/b]", f"[{colour}]{glyph} {self.state}[/]"]
         if self._line is not None and self.state not in ("passed", "idle"):
             parts.append(f"line {self._line}")
         if self._detail:
-            parts.append(f"[{colour}]{_escape(self._detail)}[/]")
+            parts.append(f"[{colour}]{escape(self._detail)}[/]")
         if self._waiting:
-            parts.append(f"[$text-warning]⧗ {_escape(self._waiting)}[/]")
+            parts.append(f"[$text-warning]◷ {escape(self._waiting)}[/]")
         self.update("  ·  ".join(parts))

@@ -23,7 +23,6 @@ from textual.message import Message
 from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
-from textual.style import Style
 
 from widgets.machine_status import format_duration
 

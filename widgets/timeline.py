@@ -89,6 +89,9 @@ class Timeline(Tree[_Entry]):
             super().__init__()
             self.line = line
 
+    MAX_RUNS = 20
+    """Runs kept in the tree (the driver's own entries before the first run count as one)."""
+
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__("runs", id=id, classes=classes)
         self.show_root = False
@@ -117,6 +120,9 @@ class Timeline(Tree[_Entry]):
     def _start_run(self, event: ScriptStarted) -> None:
         if self._run_node is not None:
             self._run_node.collapse()
+        # Old runs fold away; the oldest go, so a long session stays light.
+        while len(self.root.children) >= self.MAX_RUNS:
+            self.root.children[0].remove()
         self._block_nodes.clear()
         self._open_blocks.clear()
         entry = _Entry(title=f"run {event.run_id}", kind="run", script_line=event.first_line)

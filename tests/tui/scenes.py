@@ -19,7 +19,6 @@ from driver.events import (
     LogMessage,
     MachineState,
     MachineStateChanged,
-    ScriptFinished,
     ScriptStarted,
     StatementFinished,
     StatementStarted,

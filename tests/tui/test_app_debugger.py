@@ -192,3 +192,28 @@ async def test_syntax_error_is_shown_and_fixed_by_reload(tmp_path: Path) -> None
         await wait_until(pilot, lambda: finished(app), "reloaded and ran")
         assert app.query_one(RunStatus).state == "passed"
         assert app.script_view.line_text(1) == "x = 1"
+
+
+async def test_panes_take_focus_by_key_and_maximise(tmp_path: Path) -> None:
+    app = script_app(tmp_path, "x = 1\n")
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.session is not None, "session")
+        await pilot.press("V")
+        assert app.focused is app.query_one(VariablesView)
+        await pilot.press("L")
+        assert app.focused is app.query_one("#timeline")
+        await pilot.press("exclamation_mark")
+        assert app.focused is app.query_one("#repl")
+        await pilot.press("escape")
+        assert app.focused is app.script_view
+        await pilot.press("z")
+        assert app.screen.maximized is app.script_view
+        await pilot.press("z")
+        assert app.screen.maximized is None
+        await pilot.press("exclamation_mark", "f12")
+        assert app.screen.maximized is app.query_one("#repl-pane")
+        await pilot.press("escape")  # leaves the input; Escape again restores
+        await pilot.press("escape")
+        assert app.screen.maximized is None
+        await pilot.click("#timeline")
+        assert app.focused is app.query_one("#timeline")

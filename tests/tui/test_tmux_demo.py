@@ -30,8 +30,13 @@ class Terminal:
     def __init__(self, command: str, tmp_path: Path) -> None:
         self.socket = f"vmtui-test-{uuid.uuid4().hex[:8]}"
         self.status_file = tmp_path / "exit-status"
-        shell = f"{command}; echo $? > {self.status_file}; sleep 600"
+        # The test process may carry COLUMNS/LINES (80x24) from pytest's own
+        # terminal handling; the app must see the real window size instead.
+        shell = f"unset COLUMNS LINES; {command}; echo $? > {self.status_file}; sleep 600"
         self.tmux("new-session", "-d", "-s", "t", "-x", "160", "-y", "46", "-c", str(tmp_path), shell)
+        # Pin the size: with no client attached tmux may fall back to 80x24.
+        self.tmux("set-option", "-t", "t", "window-size", "manual")
+        self.tmux("resize-window", "-t", "t", "-x", "160", "-y", "46")
         self.shell_pid = int(self.tmux("display", "-p", "-t", "t", "#{pane_pid}").strip())
 
     def tmux(self, *args: str) -> str:
@@ -47,7 +52,8 @@ class Terminal:
         give_up = time.monotonic() + DEADLINE
         while not condition():
             if time.monotonic() > give_up:
-                raise AssertionError(f"gave up waiting for {what}; screen:\n{self.screen()}")
+                size = self.tmux("display", "-p", "-t", "t", "#{window_width}x#{window_height}").strip()
+                raise AssertionError(f"gave up waiting for {what}; screen ({size}):\n{self.screen()}")
             time.sleep(0.2)
 
     def exit_status(self) -> int | None:

@@ -368,3 +368,15 @@ def test_breakpoints_are_stored_per_script(tmp_path: Path) -> None:
     assert BreakpointStore(tmp_path / "state").load(script) == [3, 7]
     store.save(script, set())
     assert store.load(script) == [] and store.load(tmp_path / "b.py") == [1]
+
+
+async def test_timeline_keeps_a_bounded_number_of_runs() -> None:
+    timeline = Timeline()
+    app = OneWidget(timeline)
+    async with app.run_test(size=(80, 10)) as pilot:
+        for run_id in range(1, Timeline.MAX_RUNS + 6):
+            timeline.apply(ScriptStarted("t.py", run_id=run_id))
+        await pilot.pause()
+        labels = [str(node.label) for node in timeline.root.children]
+        assert len(labels) == Timeline.MAX_RUNS
+        assert f"run {Timeline.MAX_RUNS + 5}" in labels[-1] and "run 6" in labels[0]
