@@ -99,7 +99,9 @@ def alive(pid: int) -> bool:
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[Terminal]:
     env = f"XDG_STATE_HOME={tmp_path / 'state'} XDG_CONFIG_HOME={tmp_path / 'config'}"
-    terminal = Terminal(f"env {env} {VMTUI} demo", tmp_path)
+    # `env -u`: the app must size itself from the tmux window, whatever
+    # COLUMNS/LINES the test process (and so the tmux server) carries.
+    terminal = Terminal(f"env -u COLUMNS -u LINES {env} {VMTUI} demo", tmp_path)
     try:
         yield terminal
     finally:
