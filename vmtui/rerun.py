@@ -26,7 +26,6 @@ if asked, and starts the rerun through the front end.
 
 from __future__ import annotations
 
-import ast
 import difflib
 import enum
 import threading
@@ -45,7 +44,7 @@ from driver.events import (
     StatementFinished,
     StatementStarted,
 )
-from driver.runner import ScriptSyntaxError, Statement, first_changed_statement
+from driver.runner import ScriptSyntaxError, Statement, compile_script, first_changed_statement
 
 
 class RerunMode(enum.Enum):
@@ -74,23 +73,7 @@ def split_statements(source: str, filename: str) -> list[Statement]:
     Unlike `load`, this touches no runner state, so it is safe while a run is
     in flight.
     """
-    try:
-        tree = ast.parse(source, filename=filename)
-        # ast.parse accepts a few things only the compiler rejects
-        # (`return` outside a function, a misplaced `nonlocal` ...).
-        compile(tree, filename, "exec", dont_inherit=True)
-    except SyntaxError as error:
-        raise ScriptSyntaxError(filename, error.lineno, error.msg or "invalid syntax") from None
-    lines = source.splitlines()
-    statements = []
-    for index, node in enumerate(tree.body):
-        first = node.lineno
-        decorators = getattr(node, "decorator_list", None) or []
-        if decorators:
-            first = min(first, *(d.lineno for d in decorators))
-        last = node.end_lineno or node.lineno
-        statements.append(Statement(index=index, line=first, end_line=last, text="\n".join(lines[first - 1 : last])))
-    return statements
+    return compile_script(source, filename).statements
 
 
 # -- what changed ---------------------------------------------------------------
