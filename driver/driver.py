@@ -112,16 +112,21 @@ def preflight(config: TestConfig) -> None:
                 f"nodes {seen[python_name]!r} and {node.name!r} have the same Python name {python_name!r}"
             )
         seen[python_name] = node.name
-        program = _start_program(node.start_command)
-        if program is None:
-            raise ConfigError(f"node {node.name}: empty or malformed start command {node.start_command!r}")
-        if "/" in program:
-            if not os.access(program, os.X_OK) or not Path(program).is_file():
-                raise ConfigError(f"node {node.name}: start script not found or not executable: {program}")
-        elif shutil.which(program) is None:
-            raise ConfigError(f"node {node.name}: {program} not found on PATH")
+        check_start_command(node.name, node.start_command)
     if config.vlans and shutil.which("vde_switch") is None:
         raise ConfigError("vde_switch not found on PATH (it comes with vde2); VLANs need it")
+
+
+def check_start_command(node: str, start_command: str) -> None:
+    """Raise ConfigError unless the program `start_command` runs exists and is executable."""
+    program = _start_program(start_command)
+    if program is None:
+        raise ConfigError(f"node {node}: empty or malformed start command {start_command!r}")
+    if "/" in program:
+        if not os.access(program, os.X_OK) or not Path(program).is_file():
+            raise ConfigError(f"node {node}: start script not found or not executable: {program}")
+    elif shutil.which(program) is None:
+        raise ConfigError(f"node {node}: {program} not found on PATH")
 
 
 def default_tmp_base() -> Path:
@@ -376,6 +381,41 @@ class Driver:
         machine = self._new_machine(machine_name, start_command, keep_machine_state)
         machine.allow_reboot = allow_reboot
         self.machines.append(machine)
+        return machine
+
+    def machine_named(self, name: str) -> Machine:
+        """The machine of node `name` (its raw or its Python name); ConfigError if none."""
+        for machine in self.machines:
+            if name in (machine.name, pythonize_name(machine.name)):
+                return machine
+        raise ConfigError(f"no node named {name!r} (nodes: {', '.join(m.name for m in self.machines)})")
+
+    def restart_machine(self, name: str, start_command: str | None = None, *, start: bool = True) -> Machine:
+        """End node `name`'s QEMU and boot it again, with `start_command` if given.
+
+        For a node whose configuration changed (a rebuilt test gave it a new
+        start script): the other nodes keep running, and the script keeps
+        its `Machine` object (names bound in the namespace stay valid).  The
+        node's state directory (its disk overlays, sockets) is discarded
+        unless state is kept, since it belongs to the old configuration.
+        `start=False` only swaps the command.  Returns once QEMU runs; the
+        guest's backdoor is `machine.connect()`'s business.
+        """
+        machine = self.machine_named(name)
+        command = start_command if start_command is not None else machine.start_command
+        check_start_command(machine.name, command)
+        why = " with a new start command" if command != machine.start_command else ""
+        with self.logger.nested(f"restarting {machine.name}{why}", machine=machine.name):
+            machine.release()
+            machine.start_command = command
+            for node in self.config.nodes:
+                if node.name == machine.name:
+                    node.start_command = command
+            if not machine.keep_machine_state:
+                shutil.rmtree(machine.state_dir, ignore_errors=True)
+                machine.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if start:
+                machine.start()
         return machine
 
     def test_script(self) -> None:

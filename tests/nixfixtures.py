@@ -563,3 +563,46 @@ in
     path = directory / "todos.nix"
     path.write_text(text)
     return path
+
+
+class FakeNixProject:
+    """A `.nix` test that a fake Nix "builds", for watch-mode tests.
+
+    A test sets what the next build gives (`answer_with`, an `answer(...)`
+    entry), then saves the file as an editor does (`save`): the app sees the
+    save, runs the fake `nix-build`, and gets that answer.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.store = FakeStore(root / "store")
+        self.bin_dir = root / "bin"
+        self.calls = root / "calls.jsonl"
+        self.test_file = (root / "test.nix").resolve()
+        self.revision = 0
+        self._write_source()
+
+    @property
+    def key(self) -> str:
+        return f"{self.test_file}#driverInteractive"
+
+    @property
+    def path(self) -> str:
+        """PATH with the fake Nix first."""
+        return path_with(self.bin_dir)
+
+    def answer_with(self, entry: Mapping[str, object]) -> None:
+        write_fake_nix(self.bin_dir, {self.key: entry}, self.calls)
+
+    def save(self) -> None:
+        """Write a new revision of the file through a rename, as most editors do."""
+        self.revision += 1
+        self._write_source()
+
+    def _write_source(self) -> None:
+        temp = self.test_file.with_name(f".{self.test_file.name}.tmp")
+        temp.write_text(
+            f"# revision {self.revision}\n"
+            "{ pkgs ? import <nixpkgs> { } }: pkgs.testers.runNixOSTest (import ./module.nix)\n"
+        )
+        os.replace(temp, self.test_file)

@@ -48,6 +48,8 @@ from driver.events import (
 )
 from vmtui.bridge import Batch, EventBridge, EventsPending
 from vmtui.keymap import default_keymap_path, load_keymap
+from vmtui.nix import NixBuildCancelled
+from vmtui.rebuild import RebuildResult, SourceRebuilder
 from vmtui.rerun import RerunController, RerunMode, SaveOutcome
 from vmtui.screens.help import HelpScreen, bindings_of
 from vmtui.state_files import BreakpointStore, repl_history_path
@@ -104,6 +106,7 @@ class VmtuiApp(App[int]):
         Binding("k", "checkpoint", "Checkpoint", id="vmtui.checkpoint", show=False, tooltip="Save a checkpoint of every node (at the next statement boundary if one runs)"),
         Binding("u", "rewind", "Rewind", id="vmtui.rewind", show=False, tooltip="Rewind the VMs to just before the cursor's statement, from a checkpoint"),
         Binding("m", "rerun_mode", "Rerun mode", id="vmtui.rerun_mode", show=False, tooltip="Cycle what a save reruns: from the change, everything, the failed subtest, from a checkpoint"),
+        Binding("R", "restart_changed_nodes", "Restart nodes", id="vmtui.restart_changed_nodes", show=False, tooltip="Restart the nodes whose configuration changed in the last rebuild (the others keep running), then rerun"),
         Binding("v", "toggle_source", "Source", id="vmtui.toggle_source", show=False, tooltip="Switch between the Python script and the Nix/TOML source"),
         Binding("C", "focus('script')", "Script", id="vmtui.focus_script", show=False, tooltip="Focus the script"),
         Binding("V", "focus('variables')", "Variables", id="vmtui.focus_variables", show=False, tooltip="Focus the variables"),
@@ -128,6 +131,7 @@ class VmtuiApp(App[int]):
         keymap: dict[str, str] | None = None,
         state_dir: Path | None = None,
         owns_process: bool = False,
+        nix_attr: str | None = None,
     ) -> None:
         super().__init__()
         self.config = config
@@ -160,6 +164,14 @@ class VmtuiApp(App[int]):
         self.script_source = self._read(config.script_path)
         source = config.source_path
         self.alt_source_path = source if source is not None and source != config.script_path and source.is_file() else None
+        # Saves of the .nix/.toml source: rebuild, swap the script, restart changed nodes.
+        self.rebuilder = SourceRebuilder.for_config(config, attr=nix_attr) if self.alt_source_path else None
+        self._rebuild_cancel: threading.Event | None = None
+        # From the last rebuild: nodes to restart (name -> new start command)
+        # and the script to swap in with them.
+        self.pending_restart: dict[str, str] = {}
+        self._pending_script: Path | None = None
+        self._watch_lock = threading.Lock()
 
     @staticmethod
     def _read(path: Path) -> str:
@@ -356,11 +368,20 @@ class VmtuiApp(App[int]):
         )
         # Before the first run starts: the tracker and the boot checkpoint see it.
         self._unsubscribe_rerun = session.bus.subscribe(self.rerun.on_event)
+        self._watch_files(wait=False)
+
+    def _watch_files(self, *, wait: bool = True) -> None:
+        """Watch the script and the source; again after the script moved (blocks briefly)."""
         watched = {self.config.script_path}
         if self.alt_source_path is not None:
             watched.add(self.alt_source_path)
-        self._watcher = FileWatcher(watched, self._files_saved)
-        self._watcher.start(wait=False)
+        with self._watch_lock:
+            if self._watcher is not None:
+                if self._watcher.paths == frozenset(p.resolve() for p in watched):
+                    return
+                self._watcher.stop()
+            self._watcher = FileWatcher(watched, self._files_saved)
+            self._watcher.start(wait=wait)
 
     def _files_saved(self, paths: set[Path]) -> None:
         """Watcher thread: a watched file was saved."""
@@ -372,10 +393,180 @@ class VmtuiApp(App[int]):
     def _on_files_saved(self, paths: set[Path]) -> None:
         if self.config.script_path.resolve() in paths:
             self._apply_save()
-        else:
-            names = ", ".join(sorted(p.name for p in paths))
-            self.notify(f"{names} changed: node settings apply only after vmtui restarts the nodes",
+        if self.alt_source_path is not None and self.alt_source_path.resolve() in paths:
+            self.start_rebuild()
+
+    # -- live iteration: the .nix/.toml source -----------------------------------------
+
+    def start_rebuild(self) -> None:
+        """The source was saved: resolve it again (Nix builds) in a worker.
+
+        A rebuild still under way is stale now: it is cancelled (Nix is
+        killed) and its result, should it arrive, is dropped.
+        """
+        if self.rebuilder is None or self.session is None or self.rerun is None:
+            self.notify("the source changed before the session was ready: restart vmtui to apply it",
                         title="source saved", severity="warning", timeout=6)
+            return
+        if self._rebuild_cancel is not None:
+            self._rebuild_cancel.set()
+        cancel = threading.Event()
+        self._rebuild_cancel = cancel
+        self._load_alt_source()
+        self.query_one(RunStatus).set_message("rebuilding", self.rebuilder.source.name)
+        self._rebuild(cancel)
+
+    @property
+    def rebuilding(self) -> bool:
+        return self._rebuild_cancel is not None
+
+    def _load_alt_source(self) -> None:
+        if self.alt_source_path is None:
+            return
+        try:
+            text = self.alt_source_path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return
+        self.query_one("#alt-source", ScriptView).load(text)
+
+    @work(thread=True, group="rebuild", exit_on_error=False, name="rebuild the source")
+    def _rebuild(self, cancel: threading.Event) -> None:
+        assert self.rebuilder is not None
+        session = self.session
+        logger = session.driver.logger
+        name = self.rebuilder.source.name
+        status = self.query_one(RunStatus)
+
+        def progress(line: str) -> None:
+            # Nix's reader thread: its lines go to the timeline (under the
+            # rebuild block) and the newest one to the status line.
+            if cancel.is_set() or not line.strip():
+                return
+            logger.info(line)
+            try:
+                self.call_from_thread(status.set_message, "rebuilding", f"{name}: {line.strip()}")
+            except RuntimeError:
+                pass  # the app is closing
+
+        try:
+            with logger.nested(f"rebuilding {name}"):
+                result = self.rebuilder.rebuild(session.config, on_progress=progress, cancel=cancel)
+        except NixBuildCancelled:
+            return  # a newer save took over
+        except Exception as error:  # noqa: BLE001 - ConfigError/NixError above all; the VMs stay up regardless
+            message = str(error) if isinstance(error, ConfigError) else f"{type(error).__name__}: {error}"
+            if not cancel.is_set():
+                self.call_from_thread(self._rebuild_failed, cancel, message)
+            return
+        if not cancel.is_set():
+            self.call_from_thread(self._rebuilt, cancel, result)
+
+    def _rebuild_failed(self, cancel: threading.Event, message: str) -> None:
+        if cancel is not self._rebuild_cancel:
+            return
+        self._rebuild_cancel = None
+        name = self.alt_source_path.name if self.alt_source_path else "the source"
+        self.query_one(RunStatus).set_message("rebuild failed", f"{name}: the VMs keep running")
+        self._show_paragraph(message, title="rebuild failed",
+                             hint=f"The VMs and the script are as they were.  Fix {name} and save it again.")
+
+    def _rebuilt(self, cancel: threading.Event, result: RebuildResult) -> None:
+        """UI thread: apply what a rebuild changed, or say what cannot be applied."""
+        if cancel is not self._rebuild_cancel:
+            return
+        self._rebuild_cancel = None
+        self._hide_error()
+        new_config = result.new_config
+        logger = self.session.driver.logger
+        if result.needs_new_session:
+            message = "; ".join(result.needs_new_session) + ": quit and open the test again to apply this"
+            logger.warning(message)
+            self.notify(message, title="rebuilt", severity="warning", timeout=10)
+        script_path = new_config.script_path if result.script_moved else None
+        if result.restartable:
+            self.pending_restart = dict(result.restartable)
+            self._pending_script = new_config.script_path if result.change.script_changed else None
+            nodes = ", ".join(sorted(self.pending_restart))
+            key = self._key_for("vmtui.restart_changed_nodes", "R")
+            then = "and run the new script" if self._pending_script else "and rerun"
+            message = f"must restart to apply the new configuration: {nodes}.  Press {key} to restart only them {then}."
+            logger.warning(message)
+            self.query_one(RunStatus).set_message("nodes changed", f"{nodes}: {key} restarts them")
+            self.notify(message, title="rebuilt", severity="warning", timeout=30)
+            if result.script_moved and not result.change.script_changed:
+                self._swap_script(new_config.script_path, run=False)
+            return
+        self.pending_restart = {}
+        self._pending_script = None
+        if result.change.script_changed:
+            self.notify("only the test script changed: it reruns on the running VMs", title="rebuilt", timeout=5)
+            self._swap_script(new_config.script_path, run=True)
+        elif script_path is not None:
+            self._swap_script(script_path, run=False)  # same text, another file: follow it quietly
+        elif not result.needs_new_session:
+            self.query_one(RunStatus).set_message("rebuilt", "nothing that runs changed")
+            self.notify("nothing that runs changed", title="rebuilt", timeout=4)
+
+    def _key_for(self, binding_id: str, default: str) -> str:
+        return self._keymap.get(binding_id, default).split(",")[0]
+
+    def _adopt_script_path(self, path: Path) -> None:
+        """Every holder of the config learns where the script lives now."""
+        configs = {id(c): c for c in (self.config, getattr(self.session, "config", None),
+                                       getattr(getattr(self.session, "driver", None), "config", None)) if c is not None}
+        for config in configs.values():
+            config.script_path = path
+        if self.rerun is not None:
+            self.rerun.script_path = path
+
+    @work(thread=True, group="live", exit_on_error=False, name="swap the script")
+    def _swap_script(self, path: Path, run: bool) -> None:
+        assert self.rerun is not None
+        self.call_from_thread(self._adopt_script_path, path)
+        if run:
+            outcome = self.rerun.swap_script(path)
+            self.call_from_thread(self._show_save_outcome, outcome)
+        self._watch_files()
+
+    def action_restart_changed_nodes(self) -> None:
+        if self.session is None or self.rerun is None:
+            self.notify("the machines are not ready yet", severity="warning", timeout=2)
+            return
+        if not self.pending_restart:
+            self.notify("no node needs a restart: the last rebuild changed no node", timeout=3)
+            return
+        nodes, self.pending_restart = self.pending_restart, {}
+        script, self._pending_script = self._pending_script, None
+        self.query_one(RunStatus).set_message("restarting", ", ".join(sorted(nodes)))
+        self._restart_nodes(nodes, script)
+
+    def _restart_failed(self, nodes: dict[str, str], script: Path | None, message: str) -> None:
+        # Still to do: R tries again (unless a newer rebuild said otherwise meanwhile).
+        if not self.pending_restart:
+            self.pending_restart, self._pending_script = nodes, script
+        self.query_one(RunStatus).set_message("restart failed", ", ".join(sorted(nodes)))
+        self._show_paragraph(message, title="restart failed",
+                             hint="The other nodes keep running.  R tries again; or fix the source and save it.")
+
+    @work(thread=True, group="live", exit_on_error=False, name="restart changed nodes")
+    def _restart_nodes(self, nodes: dict[str, str], script: Path | None) -> None:
+        assert self.rerun is not None
+        names = ", ".join(sorted(nodes))
+        try:
+            self.rerun.stop_run()
+            self.session.restart_nodes(nodes)
+        except Exception as error:  # noqa: BLE001 - shown; the other nodes keep running
+            self.call_from_thread(self._restart_failed, nodes, script, str(error))
+            return
+        self.call_from_thread(self.notify, f"restarted {names}; the others kept running", title="nodes", timeout=5)
+        # The restarted nodes lost every effect of the script: run all of it.
+        if script is not None:
+            self.call_from_thread(self._adopt_script_path, script)
+            outcome = self.rerun.swap_script(script, RerunMode.ALL)
+            self._watch_files()
+        else:
+            outcome = self.rerun.rerun(RerunMode.ALL)
+        self.call_from_thread(self._show_save_outcome, outcome)
 
     @work(thread=True, group="live", exit_on_error=False, name="rerun on save")
     def _apply_save(self) -> None:
@@ -531,6 +722,8 @@ class VmtuiApp(App[int]):
 
     def _draw_pending_events(self) -> None:
         self._flush_pending = False
+        if not self.is_running:
+            return  # shutting down: the widgets the events would go to are leaving
         self._last_flush = time.monotonic()
         batch = self.bus_bridge.drain()
         flooding = batch.console_line_count > FLOOD_LINES_PER_FRAME
@@ -622,6 +815,24 @@ class VmtuiApp(App[int]):
         if line is not None:
             # The banner takes rows from the script view: keep the line in sight.
             self.call_after_refresh(self.script_view.goto_line, line)
+
+    def _show_paragraph(self, message: str, *, title: str, hint: str = "", max_lines: int = 12) -> None:
+        """A message that reads top down (Nix's error: what, then where), unlike a traceback."""
+        banner = self.query_one("#error-banner", Static)
+        banner.border_title = title
+        rows = [row.rstrip() for row in message.strip().splitlines()]
+        text = Text()
+        text.append("✗ ", style="bold")
+        text.append(rows[0] if rows else title, style="bold")
+        shown = rows[1:max_lines]
+        for row in shown:
+            text.append("\n  " + row)
+        if len(rows) > max_lines:
+            text.append(f"\n  … {len(rows) - max_lines} more lines in the timeline", style="dim")
+        if hint:
+            text.append("\n" + hint, style="italic dim")
+        banner.update(text)
+        banner.add_class("-visible")
 
     def _hide_error(self) -> None:
         self.query_one("#error-banner").remove_class("-visible")
@@ -832,6 +1043,10 @@ class VmtuiApp(App[int]):
                 bound = self._keymap.get(binding.id or "", binding.key)
                 keys = ", ".join(self.get_key_display(Binding(key, binding.action)) for key in bound.split(","))
                 yield SystemCommand(binding.tooltip, f"{binding.description} ({keys})", partial(self.run_action, binding.action))
+        if self.rebuilder is not None:
+            restart = next(b for b in bindings_of(VmtuiApp) if b.action == "restart_changed_nodes")
+            key = self._key_for(restart.id or "", restart.key)
+            yield SystemCommand("Restart changed nodes", f"{restart.tooltip} ({key})", self.action_restart_changed_nodes)
         for index, pane in enumerate(self.panes, 1):
             yield SystemCommand(f"Console: {pane.machine}", f"Focus {pane.machine}'s console", partial(self.action_focus_console, index))
             yield SystemCommand(f"Shell: {pane.machine}", f"Open a root shell into {pane.machine}", partial(self.action_open_shell, pane.machine))
@@ -898,7 +1113,8 @@ def run_tui(config: TestConfig, options: Any) -> int:
         return session
 
     try:
-        app = VmtuiApp(config, make_session, keymap=keymap, owns_process=True)
+        app = VmtuiApp(config, make_session, keymap=keymap, owns_process=True,
+                       nix_attr=getattr(options, "attr", None))
     except ConfigError as exc:
         print(f"vmtui: {exc}", file=sys.stderr)
         return 2

@@ -485,8 +485,19 @@ class RerunController:
             self.last_outcome = outcome
             return outcome
 
-    def _saved(self) -> SaveOutcome:
-        filename = self.runner.filename or str(self.script_path)
+    def swap_script(self, script_path: Path, mode: RerunMode | None = None) -> SaveOutcome:
+        """The test now lives in another file (a rebuild gave it a new store path):
+        load it from there and rerun as for a save (in `mode`, else the current
+        one).  Breakpoints (lines) and the record of what passed carry over, as
+        they do for a save."""
+        with self._save_lock:
+            self.script_path = script_path
+            outcome = self._saved(filename=str(script_path), mode=mode)
+            self.last_outcome = outcome
+            return outcome
+
+    def _saved(self, filename: str | None = None, mode: RerunMode | None = None) -> SaveOutcome:
+        filename = filename or self.runner.filename or str(self.script_path)
         try:
             source = self.script_path.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as error:
@@ -501,7 +512,7 @@ class RerunController:
             return SaveOutcome(plan=RerunPlan(self.mode, None, reason="no statement changed; the run continues"),
                                statements=tuple(old))
         record = self.tracker.record
-        plan = plan_rerun(old, new, record, self.mode, self.checkpoint_marks())
+        plan = plan_rerun(old, new, record, mode or self.mode, self.checkpoint_marks())
         self._log(f"script saved: {plan.reason}")
         self.stop_run()
         return self._execute(plan, source, filename)

@@ -9,11 +9,15 @@ meant to be called from a worker thread.
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from pathlib import Path
+
 from driver.checkpoint import Checkpoints
 from driver.config import TestConfig
 from driver.driver import Driver
+from driver.errors import MachineError
 from driver.events import EventBus
+from driver.machine import Machine
 from driver.runner import RunResult, ScriptRunner, Statement
 from driver.shell import Shells
 from driver.stepper import Stepper
@@ -65,6 +69,39 @@ class Session:
     def cancel(self) -> None:
         """End the current run, from any thread; the VMs stay up."""
         self.runner.cancel()
+
+    # -- nodes ------------------------------------------------------------------
+
+    def restart_nodes(self, start_commands: Mapping[str, str]) -> None:
+        """Restart these nodes with their new start commands and wait for their backdoors.
+
+        The other nodes keep running.  No run may be in flight (stop it
+        first).  Checkpoints go: they hold the old VMs' state.  Raises
+        `ConfigError` for a missing start script, `MachineError` when a node
+        does not come up.
+        """
+        for checkpoint in list(self.checkpoints.checkpoints):
+            self.checkpoints.delete(checkpoint.name)
+        machines = [self.driver.restart_machine(name, command) for name, command in start_commands.items()]
+        failures: dict[str, BaseException] = {}
+
+        def connect(machine: Machine) -> None:
+            try:
+                machine.connect()
+            except BaseException as error:  # noqa: BLE001 - collected and reported below
+                failures[machine.name] = error
+
+        threads = [
+            threading.Thread(target=connect, args=(machine,), name=f"reconnect-{machine.name}", daemon=True)
+            for machine in machines
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if failures:
+            details = (f"{name} did not come up: {error}" for name, error in sorted(failures.items()))
+            raise MachineError("; ".join(details))
 
     # -- REPL ---------------------------------------------------------------
 
