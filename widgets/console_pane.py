@@ -14,6 +14,7 @@ from textual.widgets import Input
 from driver.events import MachineStateChanged
 from widgets.console_view import DEFAULT_MAX_LINES, ConsoleView
 from widgets.machine_status import MachineStatus
+from widgets.steady_input import SteadyInput
 
 Clock = Callable[[], float]
 
@@ -69,7 +70,7 @@ class ConsolePane(Vertical):
 
     def compose(self) -> ComposeResult:
         yield ConsoleView(max_lines=self._max_lines)
-        yield Input(placeholder="search (Enter: older match, Esc: close)", classes="console-search")
+        yield SteadyInput(placeholder="search (Enter: older match, Esc: close)", classes="console-search")
 
     def on_mount(self) -> None:
         self._show_status()

@@ -19,6 +19,7 @@ from textual.widgets.option_list import Option
 from textual.markup import escape
 
 from driver.events import FrameSummary
+from widgets.steady_input import SteadyInput
 
 
 
@@ -137,7 +138,7 @@ class BreakpointsView(OptionList):
             self.post_message(self.RemoveRequested(self._breakpoint_lines[self.highlighted]))
 
 
-class ReplInput(Input):
+class ReplInput(SteadyInput):
     """A one-line Python prompt with history (Up/Down), optionally kept in a file."""
 
     BINDINGS: ClassVar[list[BindingType]] = [

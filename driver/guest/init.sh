@@ -35,7 +35,12 @@ mount -t tmpfs -o mode=755 tmpfs /run
 # Everything this script says goes to the serial console the driver reads.
 exec </dev/null >/dev/ttyS0 2>&1
 
+# Each step says what it did: the node's console pane shows the boot as it
+# happens (one echo is a builtin, free next to the step it describes).
 say() { echo "vmtui-init: $*"; }
+
+read -r kernel_release </proc/sys/kernel/osrelease
+say "PID 1 on Linux $kernel_release: /proc /sys /dev /tmp /run mounted"
 
 read -r CMDLINE </proc/cmdline
 # The command line is split into words; `set -f` keeps a '*' in it literal.
@@ -60,14 +65,24 @@ echo 0 >/proc/sys/net/ipv6/conf/default/accept_dad
 echo 0 >/proc/sys/net/ipv6/conf/all/accept_dad
 
 if [ -f /etc/vmtui/modules ]; then
+    loaded=
     while read -r module; do
-        [ -n "$module" ] && { insmod "$module" || say "cannot load $module"; }
+        [ -n "$module" ] || continue
+        name=${module##*/}
+        name=${name%.ko*}
+        if insmod "$module"; then
+            loaded="$loaded $name"
+        else
+            say "cannot load $module"
+        fi
     done </etc/vmtui/modules
+    say "modules loaded:$loaded"
 fi
 
 HOSTNAME=$(cmdline_value vmtui.hostname) || HOSTNAME=machine
 hostname "$HOSTNAME"
 echo "$HOSTNAME" >/etc/hostname
+say "hostname $HOSTNAME"
 
 # --- network -----------------------------------------------------------------
 ip link set lo up
@@ -96,6 +111,7 @@ for dev in /sys/class/net/*; do
         # (as in NixOS tests, a guest reaches only its test network).
         ip addr add 10.0.2.15/24 dev "$iface"
         slirp_done=1
+        say "$iface: user-mode network, 10.0.2.15"
     fi
 done
 
@@ -103,6 +119,7 @@ done
     echo "127.0.0.1 localhost"
     echo "::1 localhost"
     self_listed=
+    named=
     hosts=$(cmdline_value vmtui.hosts) || hosts=
     IFS=,
     for entry in $hosts; do
@@ -112,16 +129,23 @@ done
         [ $# -eq 3 ] || continue
         echo "192.168.$3.$2 $1"
         echo "2001:db8:$3::$2 $1"
+        named="$named $1"
         [ "$1" = "$HOSTNAME" ] && self_listed=1
     done
     unset IFS
     [ -n "$self_listed" ] || echo "127.0.0.2 $HOSTNAME"
 } >/etc/hosts
+[ -n "$self_listed" ] || named="$named $HOSTNAME"
+say "/etc/hosts: localhost$named"
 
 # --- shared directories (9p) ---------------------------------------------------
 # /tmp/shared (tag "shared") and /tmp/xchg (tag "xchg"); the helper also
 # unmounts them for snapshots, which QEMU refuses while they are mounted.
-vmtui-shares mount || say "cannot mount the 9p shares /tmp/shared and /tmp/xchg"
+if vmtui-shares mount; then
+    say "9p shares mounted on /tmp/shared and /tmp/xchg"
+else
+    say "cannot mount the 9p shares /tmp/shared and /tmp/xchg"
+fi
 
 # --- poweroff / reboot -----------------------------------------------------------
 # busybox poweroff/halt/reboot signal PID 1 (USR2/USR1/TERM) and leave the
@@ -161,6 +185,7 @@ spawn_backdoor() {
         fi
         sleep 0.05
     done
+    say "backdoor: root shell on /dev/hvc0"
     (
         cd /tmp
         [ -f /etc/profile ] && . /etc/profile
