@@ -77,7 +77,7 @@ async def wait_absorbed(app: VmtuiApp, count: int) -> None:
 
 async def throughput(seconds: float) -> None:
     app = bench_app()
-    async with app.run_test(size=(140, 42)) as pilot:
+    async with app.run_test(size=(140, 42)):
         bus = app.bus  # type: ignore[attr-defined]
         stop = threading.Event()
         progress = [0]

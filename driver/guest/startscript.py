@@ -1,24 +1,24 @@
 """NixOS-style start scripts (`bin/run-<name>-vm`) for the tiny guest.
 
-The script behaves like the `startVM` script of a NixOS VM (reference §3.2):
-it honours `TMPDIR` only together with `USE_TMPDIR`, creates `$TMPDIR/xchg`,
-shares `${SHARED_DIR:-$TMPDIR/xchg}` as `shared`, and `exec`s QEMU with
-`$QEMU_OPTS` and then `"$@"` last, so the driver's own arguments win.
-`exec` matters: no shell may stay between the driver and QEMU.
+The script behaves like the `startVM` script of a NixOS VM (reference §3.2;
+the parts shared with the systemd guest are in `startvm.py`).  The tiny
+guest boots from the cached initramfs plus a small per-node archive, and
+keeps a scratch qcow2 for QMP snapshots.
 """
 
 from __future__ import annotations
 
 import io
-import re
 import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import NamedTuple
 
 from driver.errors import ConfigError
 from driver.guest.cpio import CpioWriter
+from driver.guest.startvm import HostEntry, checked_node, qemu_exec, script_head, vlan_mac
 from driver.guest.tiny import TinyGuestImage
+
+__all__ = ["FAST_BOOT_PARAMS", "HostEntry", "node_archive", "vlan_mac", "write_start_script"]
 
 # Size of the scratch qcow2 that holds QMP snapshots/checkpoints (the tiny
 # guest has no disk of its own; qcow2 grows on demand).
@@ -51,22 +51,6 @@ _MOUNTED_AT_BOOT = ("/tmp", "/run", "/dev", "/proc", "/sys")
 # Directories of the base image whose mode is not the default 0755.
 _BASE_DIR_MODES = {"/root": 0o700}
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
-
-
-class HostEntry(NamedTuple):
-    """One node as `/etc/hosts` of every guest names it."""
-
-    name: str
-    node_number: int
-    vlan: int  # the node's first VLAN: its name resolves to 192.168.<vlan>.<node_number>
-
-
-def vlan_mac(vlan: int, node_number: int) -> str:
-    """NixOS's MAC for a node's NIC on a VLAN: 52:54:00:12:<vlan>:<node>."""
-    return f"52:54:00:12:{vlan:02x}:{node_number:02x}"
-
-
 def write_start_script(
     out_dir: Path,
     *,
@@ -87,15 +71,7 @@ def write_start_script(
     to the shared initramfs, written next to the script; the cached base
     image is never rebuilt per node.  Raises ConfigError for bad input.
     """
-    _check_name(name, "node name")
-    _check_number(node_number, "node number")
-    for vlan in vlans:
-        _check_number(vlan, "VLAN")
-    entries = [HostEntry(*entry) for entry in hosts]
-    for entry in entries:
-        _check_name(entry.name, "host name")
-        _check_number(entry.node_number, "node number")
-        _check_number(entry.vlan, "VLAN")
+    entries = checked_node(name, node_number, vlans, hosts)
     if memory_mb < 64:
         raise ConfigError(f"node {name}: memory {memory_mb} MiB is too small (at least 64)")
 
@@ -183,90 +159,19 @@ def start_script_text(
         kernel_params.append(extra_kernel_params.strip())
     vmstate = f'"$TMPDIR"/{q(name + "-vmstate.qcow2")}'
 
-    vlan_args = []
-    for index, vlan in enumerate(vlans, start=1):
-        vlan_args.append(
-            f"    -device virtio-net-pci,netdev=vlan{index},mac={vlan_mac(vlan, node_number)} \\\n"
-            f'    -netdev vde,id=vlan{index},sock="$QEMU_VDE_SOCKET_{vlan}" \\\n'
-        )
-    vlan_checks = "".join(
-        f'if [ -z "${{QEMU_VDE_SOCKET_{vlan}:-}}" ]; then\n'
-        f'    echo "run-{name}-vm: QEMU_VDE_SOCKET_{vlan} is not set (no switch for VLAN {vlan})" >&2\n'
-        f"    exit 1\n"
-        f"fi\n"
-        for vlan in vlans
-    )
-
-    return f"""#!/usr/bin/env bash
-# Start script of node "{name}" (vmtui tiny guest), NixOS style:
-# the driver appends its own QEMU arguments ("$@"), QEMU_OPTS come before them.
-set -euo pipefail
-
-if [ -z "${{TMPDIR:-}}" ] || [ -z "${{USE_TMPDIR:-}}" ]; then
-    TMPDIR=$(mktemp -d nix-vm.XXXXXXXXXX --tmpdir)
-fi
-export TMPDIR
-mkdir -p "$TMPDIR/xchg"
-SHARED_DIR=${{SHARED_DIR:-$TMPDIR/xchg}}
-mkdir -p "$SHARED_DIR"
-
-case "${{VMTUI_ACCEL:-tcg}}" in
-    tcg|kvm) accel=${{VMTUI_ACCEL:-tcg}} ;;
-    *) echo "run-{name}-vm: VMTUI_ACCEL must be tcg or kvm, not '$VMTUI_ACCEL'" >&2; exit 2 ;;
-esac
-
-{vlan_checks}
+    head = script_head(name, "vmtui tiny guest", vlans)
+    return f"""{head}
 # Scratch disk: no guest device uses it, it only stores QMP snapshots.
 if [ ! -e {vmstate} ]; then
     qemu-img create -q -f qcow2 {vmstate} {VMSTATE_DISK_SIZE}
 fi
-
-user_net=user,id=user.0
-if [ -n "${{QEMU_NET_OPTS:-}}" ]; then
-    user_net="$user_net,$QEMU_NET_OPTS"
-fi
-
-# qboot: a minimal firmware that boots the kernel faster than SeaBIOS and
-# writes nothing to the serial console; no NIC option ROMs (no network boot).
-# The SLiRP NIC's MAC says "VLAN 0" so the guest tells it from VLAN NICs.
-# shellcheck disable=SC2086 # QEMU_OPTS is word-split on purpose, as in NixOS
-exec qemu-system-x86_64 \\
-    -name {q(name)} \\
-    -m {memory_mb} \\
-    -smp 1 \\
-    -machine pc,accel="$accel" \\
-    -cpu max \\
-    -nodefaults \\
-    -vga none \\
-    -display none \\
-    -bios qboot.rom \\
-    -global virtio-net-pci.romfile= \\
-    -device virtio-rng-pci \\
-    -net nic,netdev=user.0,model=virtio,macaddr={vlan_mac(0, node_number)} \\
-    -netdev "$user_net" \\
-    -virtfs local,path="$SHARED_DIR",security_model=none,mount_tag=shared \\
-    -virtfs local,path="$TMPDIR/xchg",security_model=none,mount_tag=xchg \\
-{"".join(vlan_args)}    -drive if=none,id=vmstate,format=qcow2,file={vmstate} \\
-    -kernel {q(str(kernel))} \\
-    -initrd {q(str(initrd))} \\
-    -append "{_double_quoted(" ".join(kernel_params))} ${{QEMU_KERNEL_PARAMS:-}}" \\
-    ${{QEMU_OPTS:-}} \\
-    "$@"
-"""
-
-
-def _double_quoted(text: str) -> str:
-    """Escape text for the inside of a bash double-quoted string."""
-    return re.sub(r'([\\"$`])', r"\\\1", text)
-
-
-def _check_name(value: str, what: str) -> None:
-    if not _NAME.match(value):
-        raise ConfigError(
-            f"{what} {value!r} is not usable: letters, digits, '-' and '_' only"
-        )
-
-
-def _check_number(value: int, what: str) -> None:
-    if not 1 <= value <= 254:
-        raise ConfigError(f"{what} {value} is out of range (1..254)")
+""" + qemu_exec(
+        name=name,
+        node_number=node_number,
+        vlans=vlans,
+        memory_mb=memory_mb,
+        kernel=kernel,
+        initrd=initrd,
+        kernel_params=kernel_params,
+        devices_last=[f"-drive if=none,id=vmstate,format=qcow2,file={vmstate}"],
+    )
