@@ -16,7 +16,6 @@ import argparse
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from driver.guest.startscript import HostEntry, write_start_script
 from driver.guest.tiny import build_tiny_guest
 from driver.logger import Logger
 from driver.machine import Machine
+from driver.parallel import run_each_or_raise
 from driver.vlan import VLan
 
 
@@ -36,23 +36,13 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def boot(machines: list[Machine]) -> float:
-    errors: list[BaseException] = []
 
     def start(machine: Machine) -> None:
-        try:
-            machine.start()
-            machine.connect()
-        except BaseException as error:
-            errors.append(error)
+        machine.start()
+        machine.connect()
 
     started = time.perf_counter()
-    threads = [threading.Thread(target=start, args=(m,)) for m in machines]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
+    run_each_or_raise(machines, start)
     return time.perf_counter() - started
 
 

@@ -41,6 +41,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence, TypeVar
 
 from driver.backdoor import Backdoor
 from driver.errors import MachineError
+from driver.parallel import run_each_or_raise
 from driver.qmp import QMPConnection
 
 # How long one guest command of a checkpoint may take (sync, umount ...).
@@ -449,27 +450,11 @@ _R = TypeVar("_R")
 
 
 def _each(items: Sequence[_T], work: Callable[[_T], _R]) -> list[_R]:
-    """`work` on every item at once (one thread per node); the first error is raised
-    after all have finished, so no node is left half-way."""
+    """`work` on every node at once; the first error is raised after all have
+    finished, so no node is left half-way."""
     if len(items) == 1:
         return [work(items[0])]
-    results: list[Any] = [None] * len(items)
-    errors: list[BaseException] = []
-
-    def run(index: int, item: _T) -> None:
-        try:
-            results[index] = work(item)
-        except BaseException as error:  # noqa: BLE001 - re-raised below
-            errors.append(error)
-
-    threads = [threading.Thread(target=run, args=(i, item), daemon=True) for i, item in enumerate(items)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if errors:
-        raise errors[0]
-    return results
+    return run_each_or_raise(items, work)
 
 
 def _unmount_shares(machine: SnapshotMachine) -> list[NinePMount]:

@@ -28,6 +28,7 @@ from driver.errors import ConfigError, MachineError, RequestedAssertionFailed, S
 from driver.events import EventBus
 from driver.logger import Logger
 from driver.machine import Machine
+from driver.parallel import run_each
 from driver.runner import pseudo_filename, register_source
 from driver.vlan import VLan
 
@@ -325,25 +326,13 @@ class Driver:
         """Start every machine, in parallel threads (as current NixOS does)."""
         with self.logger.nested("start all VMs"):
             parent = self.logger.current_block_id()
-            failures: dict[str, BaseException] = {}
-            lock = threading.Lock()
 
             def start(machine: Machine) -> None:
-                try:
-                    with self.logger.adopt_parent(parent):
-                        machine.start()
-                except BaseException as exc:  # collected and reported below
-                    with lock:
-                        failures[machine.name] = exc
+                with self.logger.adopt_parent(parent):
+                    machine.start()
 
-            threads = [
-                threading.Thread(target=start, args=(m,), name=f"start-{m.name}", daemon=True)
-                for m in self.machines
-            ]
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
+            outcomes = run_each(self.machines, start, thread_name=lambda m: f"start-{m.name}")
+            failures = {o.item.name: o.error for o in outcomes if o.error is not None}
             if any(isinstance(exc, ScriptCancelled) for exc in failures.values()):
                 raise ScriptCancelled("the run was cancelled while starting the VMs")
             if failures:

@@ -18,6 +18,7 @@ from driver.driver import Driver
 from driver.errors import MachineError
 from driver.events import EventBus
 from driver.machine import Machine
+from driver.parallel import run_each
 from driver.runner import RunResult, ScriptRunner, Statement
 from driver.shell import Shells
 from driver.stepper import Stepper
@@ -83,22 +84,8 @@ class Session:
         for checkpoint in list(self.checkpoints.checkpoints):
             self.checkpoints.delete(checkpoint.name)
         machines = [self.driver.restart_machine(name, command) for name, command in start_commands.items()]
-        failures: dict[str, BaseException] = {}
-
-        def connect(machine: Machine) -> None:
-            try:
-                machine.connect()
-            except BaseException as error:  # noqa: BLE001 - collected and reported below
-                failures[machine.name] = error
-
-        threads = [
-            threading.Thread(target=connect, args=(machine,), name=f"reconnect-{machine.name}", daemon=True)
-            for machine in machines
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        outcomes = run_each(machines, Machine.connect, thread_name=lambda m: f"reconnect-{m.name}")
+        failures = {o.item.name: o.error for o in outcomes if o.error is not None}
         if failures:
             details = (f"{name} did not come up: {error}" for name, error in sorted(failures.items()))
             raise MachineError("; ".join(details))

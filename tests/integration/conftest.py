@@ -32,6 +32,7 @@ from driver.guest.startscript import HostEntry, write_start_script
 from driver.guest.tiny import TinyGuestImage, build_tiny_guest
 from driver.logger import Logger
 from driver.machine import Machine
+from driver.parallel import run_each_or_raise
 from driver.vlan import VLan
 
 # Boots under TCG on a shared, loaded machine: be generous.
@@ -120,23 +121,13 @@ class VMNetwork:
 
     def start_all(self, connect: bool = True) -> None:
         """Start (and connect) every machine in parallel, like `start_all()`."""
-        errors: list[BaseException] = []
 
         def boot(machine: Machine) -> None:
-            try:
-                machine.start()
-                if connect:
-                    machine.connect()
-            except BaseException as error:  # reported below, in this thread
-                errors.append(error)
+            machine.start()
+            if connect:
+                machine.connect()
 
-        threads = [threading.Thread(target=boot, args=(m,)) for m in self.machines.values()]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        if errors:
-            raise errors[0]
+        run_each_or_raise(list(self.machines.values()), boot)
 
     def states(self, name: str) -> list[MachineStateChanged]:
         return [e for e in self.events if isinstance(e, MachineStateChanged) and e.machine == name]
