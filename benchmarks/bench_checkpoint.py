@@ -18,7 +18,6 @@ import argparse
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -32,17 +31,14 @@ from driver.guest.systemd_node import write_systemd_start_script  # noqa: E402
 from driver.guest.tiny import build_tiny_guest  # noqa: E402
 from driver.logger import Logger  # noqa: E402
 from driver.machine import Machine  # noqa: E402
+from driver.parallel import run_each  # noqa: E402
 
 
 def boot(machines: list[Machine]) -> float:
     started = time.monotonic()
-    threads = [threading.Thread(target=m.connect) for m in machines]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    if not all(m.is_up() for m in machines):
-        raise SystemExit("a node did not boot")
+    failed = [o for o in run_each(machines, Machine.connect) if o.error is not None]
+    if failed:
+        raise SystemExit(f"{failed[0].item.name} did not boot: {failed[0].error}")
     return time.monotonic() - started
 
 
