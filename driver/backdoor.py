@@ -32,19 +32,16 @@ from __future__ import annotations
 
 import base64
 import re
-import select
 import shlex
 import socket
 import time
 from typing import Callable
 
-from driver.errors import BackdoorTimeout, MachineDied, MachineError, ScriptCancelled
+from driver.errors import BackdoorTimeout, MachineDied, MachineError
+from driver.guarded_socket import GuardedSocket
 
 MARKER = b"Spawning backdoor root shell..."
 REPLY_PREFIX = "VMTUI-REPLY"
-
-# How long one read waits before it re-checks liveness, cancel and deadline.
-READ_SLICE = 0.1
 
 # How long a guest may take to answer the helper installation once the
 # marker arrived.  Generous: a loaded TCG guest can be very slow.
@@ -111,7 +108,7 @@ class ShellRestarted(MachineError):
     """
 
 
-class Backdoor:
+class Backdoor(GuardedSocket):
     """The host end of one machine's hvc0 shell connection.
 
     `is_dead` returns None while QEMU runs and a short reason ("QEMU exited
@@ -122,6 +119,8 @@ class Backdoor:
     Not thread safe by itself: the machine holds a lock around each call.
     """
 
+    channel = "backdoor"
+
     def __init__(
         self,
         sock: socket.socket,
@@ -131,55 +130,21 @@ class Backdoor:
         cancelled: Callable[[], bool] = lambda: False,
         log: Callable[[str], None] = lambda message: None,
     ) -> None:
-        self._sock = sock
-        self._sock.setblocking(False)
-        self.machine = machine
-        self._is_dead = is_dead
-        self._cancelled = cancelled
+        super().__init__(sock, machine, is_dead=is_dead, cancelled=cancelled)
         self._log = log
-        self._buffer = bytearray()
         self._next_id = 1
         # True once the helper is installed in the current guest shell.
         self.ready = False
         # The marker was already consumed while a command waited for its
         # reply (the guest rebooted): the next connect must not wait for it.
         self._marker_pending = False
-        # A write was interrupted half way: the guest has a partial line.
-        self._broken = False
 
     # -- low level ---------------------------------------------------------------
 
-    def _check(self, deadline: float | None, what: str) -> None:
-        if self._cancelled():
-            raise ScriptCancelled(f"{self.machine}: cancelled while {what}")
-        reason = self._is_dead()
-        if reason is not None:
-            raise MachineDied(f"{self.machine}: {reason} while {what}")
-        if deadline is not None and time.monotonic() >= deadline:
-            raise BackdoorTimeout(f"{self.machine}: no answer from the guest while {what}")
+    def _no_answer(self, what: str) -> str:
+        return f"{self.machine}: no answer from the guest while {what}"
 
-    def _fill(self, deadline: float | None, what: str) -> None:
-        """Read at least one chunk into the buffer (or raise)."""
-        while True:
-            self._check(deadline, what)
-            slice_ = READ_SLICE
-            if deadline is not None:
-                slice_ = max(0.0, min(slice_, deadline - time.monotonic()))
-            readable, _, _ = select.select([self._sock], [], [], slice_)
-            if not readable:
-                continue
-            try:
-                chunk = self._sock.recv(65536)
-            except BlockingIOError:
-                continue
-            except OSError as error:
-                raise MachineDied(f"{self.machine}: backdoor connection failed ({error}) while {what}") from error
-            if not chunk:
-                raise MachineDied(f"{self.machine}: {self._death_reason()} while {what}")
-            self._buffer += chunk
-            return
-
-    def _death_reason(self) -> str:
+    def _closed_reason(self) -> str:
         """Why the socket closed: QEMU's exit, once it has been reaped."""
         until = time.monotonic() + 1.0
         while time.monotonic() < until:
@@ -195,24 +160,7 @@ class Backdoor:
                 f"{self.machine}: the backdoor shell is unusable: an earlier command "
                 "was interrupted while it was being sent; reboot the machine"
             )
-        view = memoryview(data)
-        while view:
-            try:
-                self._check(deadline, what)
-            except BaseException:
-                if len(view) != len(data):
-                    self._broken = True
-                raise
-            _, writable, _ = select.select([], [self._sock], [], READ_SLICE)
-            if not writable:
-                continue
-            try:
-                sent = self._sock.send(view)
-            except BlockingIOError:
-                continue
-            except OSError as error:
-                raise MachineDied(f"{self.machine}: backdoor connection failed ({error}) while {what}") from error
-            view = view[sent:]
+        self._send_all(data, deadline, what)
 
     def _take_line(self) -> bytes | None:
         end = self._buffer.find(b"\n")
@@ -403,9 +351,3 @@ class Backdoor:
         """Forget the guest shell (a reboot is coming); keep the socket."""
         self.ready = False
         self._marker_pending = False
-
-    def close(self) -> None:
-        try:
-            self._sock.close()
-        except OSError:
-            pass

@@ -13,7 +13,6 @@ the conversion of a `screendump` PPM into a PNG in pure Python (no netpbm).
 
 from __future__ import annotations
 
-import select
 import socket
 import struct
 import threading
@@ -21,10 +20,10 @@ import time
 import zlib
 from typing import Callable
 
-from driver.errors import BackdoorTimeout, MachineDied, MachineError, ScriptCancelled
+from driver.errors import MachineError
+from driver.guarded_socket import GuardedSocket
 
 PROMPT = b"(qemu) "
-_READ_SLICE = 0.1
 DEFAULT_TIMEOUT = 300.0
 
 
@@ -40,8 +39,10 @@ def clean_reply(raw: bytes) -> str:
     return rest.replace("\r\n", "\n")
 
 
-class Monitor:
+class Monitor(GuardedSocket):
     """One HMP connection.  Thread safe: a lock serialises commands."""
+
+    channel = "monitor"
 
     def __init__(
         self,
@@ -51,12 +52,7 @@ class Monitor:
         is_dead: Callable[[], str | None],
         cancelled: Callable[[], bool] = lambda: False,
     ) -> None:
-        self._sock = sock
-        self._sock.setblocking(False)
-        self.machine = machine
-        self._is_dead = is_dead
-        self._cancelled = cancelled
-        self._buffer = bytearray()
+        super().__init__(sock, machine, is_dead=is_dead, cancelled=cancelled)
         self._lock = threading.Lock()
         # Prompts still owed by QEMU for commands whose caller stopped
         # waiting: skipped before the next command's reply is read.
@@ -70,25 +66,10 @@ class Monitor:
                 reply = bytes(self._buffer[: index + len(PROMPT)])
                 del self._buffer[: index + len(PROMPT)]
                 return reply
-            if cancellable and self._cancelled():
-                raise ScriptCancelled(f"{self.machine}: cancelled while {what}")
-            reason = self._is_dead()
-            if reason is not None:
-                raise MachineDied(f"{self.machine}: {reason} while {what}")
-            if deadline is not None and time.monotonic() >= deadline:
-                raise BackdoorTimeout(f"{self.machine}: the QEMU monitor did not answer while {what}")
-            readable, _, _ = select.select([self._sock], [], [], _READ_SLICE)
-            if not readable:
-                continue
-            try:
-                chunk = self._sock.recv(65536)
-            except BlockingIOError:
-                continue
-            except OSError as error:
-                raise MachineDied(f"{self.machine}: monitor connection failed ({error}) while {what}") from error
-            if not chunk:
-                raise MachineDied(f"{self.machine}: the QEMU monitor connection closed while {what}")
-            self._buffer += chunk
+            self._fill(deadline, what, cancellable)
+
+    def _no_answer(self, what: str) -> str:
+        return f"{self.machine}: the QEMU monitor did not answer while {what}"
 
     def wait_for_prompt(self, timeout: float | None = DEFAULT_TIMEOUT) -> str:
         """Wait for the greeting's prompt after QEMU connected; returns the greeting."""
@@ -107,35 +88,12 @@ class Monitor:
             while self._owed_prompts:
                 self._read_prompt(deadline, what, cancellable=True)
                 self._owed_prompts -= 1
-            self._send_all(f"{command}\n".encode(), deadline, what)
+            # Not cancellable: half a command line would prefix the next one.
+            self._send_all(f"{command}\n".encode(), deadline, what, cancellable=False)
             self._owed_prompts += 1
             raw = self._read_prompt(deadline, what, cancellable=True)
             self._owed_prompts -= 1
         return clean_reply(raw)
-
-    def _send_all(self, data: bytes, deadline: float | None, what: str) -> None:
-        view = memoryview(data)
-        while view:
-            if deadline is not None and time.monotonic() >= deadline:
-                raise BackdoorTimeout(f"{self.machine}: the QEMU monitor did not accept input while {what}")
-            _, writable, _ = select.select([], [self._sock], [], _READ_SLICE)
-            if not writable:
-                reason = self._is_dead()
-                if reason is not None:
-                    raise MachineDied(f"{self.machine}: {reason} while {what}")
-                continue
-            try:
-                view = view[self._sock.send(view):]
-            except BlockingIOError:
-                continue
-            except OSError as error:
-                raise MachineDied(f"{self.machine}: monitor connection failed ({error}) while {what}") from error
-
-    def close(self) -> None:
-        try:
-            self._sock.close()
-        except OSError:
-            pass
 
 
 # -- sendkey: characters to QEMU key names ----------------------------------------
