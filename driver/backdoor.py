@@ -63,18 +63,30 @@ _REPLY_LINE = re.compile(
 #   file would mix its writes into later replies.  Old files are removed in
 #   batches (one `rm` per 64 commands) to keep the common path fork-free.
 # - `printf` is a builtin; only `base64` forks, and only for non-empty output.
+# - Each command's subshell writes "<id> <pid>" to `running` (a builtin
+#   write, no fork); with a timeout it then `exec`s `timeout`, so the pid is
+#   still the root of the command's process tree.  A cancelled command is
+#   ended through the control console, never through hvc0, which stays busy
+#   until the command ends.
+# - The control loop runs in the background on /dev/hvc4 (the virtconsole
+#   `Machine` adds after the shell consoles), reads one request
+#   id per line and, when that request is still the running one, stops and
+#   then kills its whole process tree (found through the parent pids in
+#   /proc: no pkill or ps needed, so it works on any guest).
 _HELPER = r"""__vmtui_dir=
 for __d in /dev/shm /run /tmp; do
   if [ -d "$__d" ] && [ -w "$__d" ]; then __vmtui_dir="$__d/.vmtui-backdoor-$$"; break; fi
 done
 mkdir -p "$__vmtui_dir"
+: >"$__vmtui_dir/running"
 __vmtui_run() {
   local __s=0 __f="$__vmtui_dir/out.$1" __c="$3"
   if [ -n "$2" ]; then
-    timeout "$2" bash -c "set -euo pipefail; $__c" </dev/null >"$__f"; __s=$?
+    ( echo "$1 $BASHPID" >"$__vmtui_dir/running"; exec timeout "$2" bash -c "set -euo pipefail; $__c" ) </dev/null >"$__f"; __s=$?
   else
-    ( set -euo pipefail --; eval "$__c" ) </dev/null >"$__f"; __s=$?
+    ( echo "$1 $BASHPID" >"$__vmtui_dir/running"; set -euo pipefail --; eval "$__c" ) </dev/null >"$__f"; __s=$?
   fi
+  : >"$__vmtui_dir/running"
   if [ -s "$__f" ]; then
     printf 'VMTUI-REPLY %s %s ' "$1" "$__s"; base64 -w0 <"$__f"; printf '\n'
   else
@@ -82,6 +94,36 @@ __vmtui_run() {
   fi
   if [ $(( $1 % 64 )) -eq 0 ]; then rm -f "$__vmtui_dir"/out.*; fi
 }
+__vmtui_kill_tree() {
+  local __tree=" $1 " __more=1 __p __stat __rest __ppid
+  kill -STOP "$1" 2>/dev/null || return 0
+  while [ "$__more" = 1 ]; do
+    __more=0
+    for __p in /proc/[0-9]*; do
+      __p=${__p#/proc/}
+      case "$__tree" in *" $__p "*) continue ;; esac
+      read -r __stat <"/proc/$__p/stat" || continue
+      __rest=${__stat##*) }; __rest=${__rest#* }; __ppid=${__rest%% *}
+      case "$__tree" in
+        *" $__ppid "*) kill -STOP "$__p" 2>/dev/null; __tree="$__tree$__p "; __more=1 ;;
+      esac
+    done
+  done
+  for __p in $__tree; do kill -KILL "$__p" 2>/dev/null; done
+}
+__vmtui_control() {
+  local __id __rid __pid
+  stty -echo 2>/dev/null
+  while read -r __id; do
+    if read -r __rid __pid <"$__vmtui_dir/running" && [ "$__rid" = "$__id" ]; then
+      __vmtui_kill_tree "$__pid"
+    fi
+  done
+}
+if [ -z "${__vmtui_control_pid:-}" ] && [ -c /dev/hvc4 ]; then
+  ( __vmtui_control ) </dev/hvc4 >/dev/null 2>&1 &
+  __vmtui_control_pid=$!
+fi
 """
 
 
@@ -138,6 +180,10 @@ class Backdoor(GuardedSocket):
         # The marker was already consumed while a command waited for its
         # reply (the guest rebooted): the next connect must not wait for it.
         self._marker_pending = False
+        # The id of the command whose reply is awaited.  Left set when the
+        # caller stops waiting (cancel, deadline): the command still runs in
+        # the guest, and this is the id to ask the control console to kill.
+        self.awaited_request: int | None = None
 
     # -- low level ---------------------------------------------------------------
 
@@ -269,12 +315,15 @@ class Backdoor(GuardedSocket):
         self._send(command_line(request_id, command, timeout), deadline, what)
         if not check_output:
             return -2, ""
+        self.awaited_request = request_id
         try:
             status, output = self._read_reply(request_id, deadline, what)
         except (MachineDied, ShellRestarted):
+            self.awaited_request = None
             if not check_return:
                 return -1, ""
             raise
+        self.awaited_request = None
         if not check_return:
             return -1, output
         return status, output

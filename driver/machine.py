@@ -42,7 +42,7 @@ from typing import Any, Callable, ContextManager, Iterator, Protocol
 from driver import polling, processes
 from driver.backdoor import Backdoor, ShellRestarted
 from driver.console import ConsoleReader
-from driver.errors import MachineDied, MachineError, RequestedAssertionFailed, ScriptCancelled
+from driver.errors import BackdoorTimeout, MachineDied, MachineError, RequestedAssertionFailed, ScriptCancelled
 from driver.events import EventBus, MachineState, MachineStateChanged, WaitProgress
 from driver.monitor import Monitor, key_name, ppm_to_png
 from driver.qmp import QMPConnection
@@ -70,6 +70,9 @@ POLL_MAX = 1.0
 POLL_FRACTION = 0.04
 # Spare hvc channels for interactive shells (guest /dev/hvc1..hvc3).
 SPARE_CHANNELS = (1, 2, 3)
+# The control console (guest /dev/hvc4, after the spare ones): the backdoor
+# helper listens there for the ids of commands to kill (see backdoor.py).
+CONTROL_CHANNEL = 4
 # Path limit of a UNIX socket address (sun_path).
 _MAX_SOCKET_PATH = 107
 
@@ -283,6 +286,12 @@ class Machine:
                 f"socket,id=vmtui-tty{n},path={_qemu_option_path(self.shell_socket_path(n))},server=on,wait=off",
                 "-device", f"virtconsole,chardev=vmtui-tty{n}",
             ]
+        # Ports are numbered in the order given: this one is /dev/hvc4.
+        extra += [
+            "-chardev",
+            f"socket,id=vmtui-control,path={_qemu_option_path(self._socket_path('control'))},server=on,wait=off",
+            "-device", "virtconsole,chardev=vmtui-control",
+        ]
         extra += ["-device", "virtio-rng-pci", "-serial", "stdio"]
         if not self.allow_reboot:
             extra.append("-no-reboot")
@@ -359,7 +368,7 @@ class Machine:
 
     def _spawn(self) -> None:
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for name in ("qmp", "monitor", "shell", *(f"tty{n}" for n in SPARE_CHANNELS)):
+        for name in ("qmp", "monitor", "shell", "control", *(f"tty{n}" for n in SPARE_CHANNELS)):
             with contextlib.suppress(FileNotFoundError):
                 self._socket_path(name).unlink()
         monitor_listener = self._listen(self._socket_path("monitor"))
@@ -643,6 +652,12 @@ class Machine:
             except MachineDied:
                 self._settle_exit()
                 raise
+            except (ScriptCancelled, BackdoorTimeout):
+                # The command goes on in the guest and would hold the
+                # backdoor until it ends: have it killed.
+                if backdoor.awaited_request is not None:
+                    self._kill_guest_command(backdoor.awaited_request)
+                raise
             finally:
                 if not backdoor.ready and self.connected:
                     # The marker came again: the guest rebooted under us.
@@ -650,6 +665,20 @@ class Machine:
                     # from there.
                     self.connected = False
                     self._publish(MachineState.BOOTING, detail="the guest rebooted")
+
+    def _kill_guest_command(self, request_id: int) -> None:
+        """Ask the guest's control console to kill command `request_id` and its children.
+
+        Best effort: a guest too hung to answer its backdoor may not read
+        its control console either; the stale reply is skipped in any case.
+        """
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as control:
+                control.settimeout(2.0)
+                control.connect(str(self._socket_path("control")))
+                control.sendall(f"{request_id}\n".encode())
+        except OSError as error:
+            self.log(f"could not stop the abandoned command in the guest ({error})")
 
     def succeed(self, *commands: str, timeout: float | None = None) -> str:
         """Run each command; fail the test unless all exit 0.  Returns their output."""

@@ -213,6 +213,31 @@ def test_cancel_leaves_a_usable_channel(two_nodes: VMNetwork) -> None:
             cancel.clear()
 
 
+@pytest.mark.parametrize("guest_timeout", [None, 300])
+def test_a_cancelled_command_is_killed_in_the_guest(two_nodes: VMNetwork, guest_timeout: int | None) -> None:
+    server = two_nodes["server"]
+    cancel = two_nodes.cancel_event
+    assert cancel is not None
+    # A tree of processes (a subshell and its sleep) that would run 100 s
+    # and then leave a file behind.
+    command = "(sleep 100; touch /root/should-not-exist) & sleep 100; touch /root/should-not-exist"
+    timer = threading.Timer(1.0, cancel.set)
+    timer.start()
+    try:
+        with pytest.raises(ScriptCancelled):
+            server.succeed(command, timeout=guest_timeout)
+    finally:
+        timer.join()
+        cancel.clear()
+    started = time.monotonic()
+    # Without the kill this would wait behind the 100 s command.
+    assert server.succeed("echo free") == "free\n"
+    assert time.monotonic() - started < 20
+    server.succeed("! pgrep -x sleep")  # the whole tree is gone
+    time.sleep(0.5)
+    server.fail("test -e /root/should-not-exist")
+
+
 def test_parallel_callers_do_not_interleave(two_nodes: VMNetwork) -> None:
     client = two_nodes["client"]
     results: dict[int, str] = {}

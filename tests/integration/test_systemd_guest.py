@@ -11,6 +11,8 @@ is busy), PostgreSQL a quarter of a minute more: never boot per test.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -21,7 +23,7 @@ import pytest
 from driver import processes
 from driver.checkpoint import Checkpoints
 from driver.driver import Driver
-from driver.errors import RequestedAssertionFailed
+from driver.errors import RequestedAssertionFailed, ScriptCancelled
 from driver.events import ConsoleOutput, Event, EventBus
 from driver.guest.systemd import TEST_USER
 from driver.machine import Machine
@@ -242,6 +244,23 @@ def test_user_manager_units(pair: SystemdPair) -> None:
 
 
 # -- the example, end to end ---------------------------------------------------------------
+
+
+def test_a_cancelled_command_is_killed_in_the_guest(pair: SystemdPair) -> None:
+    assert pair.driver is not None
+    server, cancel = pair["server"], pair.driver.cancel_event
+    timer = threading.Timer(1.0, cancel.set)
+    timer.start()
+    try:
+        with pytest.raises(ScriptCancelled):
+            server.succeed("sleep 300 | cat")
+    finally:
+        timer.join()
+        cancel.clear()
+    started = time.monotonic()
+    assert server.succeed("echo free") == "free\n"  # not behind the 300 s command
+    assert time.monotonic() - started < 20
+    server.succeed("! pgrep -x sleep")
 
 
 def test_postgres_example_script_passes(pair: SystemdPair) -> None:
