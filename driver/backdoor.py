@@ -311,6 +311,7 @@ class Backdoor(GuardedSocket):
             raise MachineError(f"{self.machine}: the backdoor shell is not connected")
         request_id = self._next_id
         self._next_id += 1
+        self.awaited_request = None
         what = f"running `{command}`"
         self._send(command_line(request_id, command, timeout), deadline, what)
         if not check_output:
