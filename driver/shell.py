@@ -440,10 +440,19 @@ class Shells:
             session.mark_gone(reason)
 
     def after_restore(self, machines: Sequence[str], checkpoint_created: float) -> None:
-        """A checkpoint of `machines` was restored: shells opened after it no longer exist."""
+        """A checkpoint of `machines` was restored: shells opened after it no longer exist.
+
+        The older ones are back as they were at the checkpoint, while their
+        panes still show what happened since: a Ctrl-L has the shell (or
+        the full-screen program in it) clear and redraw its screen.
+        """
         for session in self.sessions():
-            if session.machine.name in machines and (session.opened_at or 0) > checkpoint_created:
+            if session.machine.name not in machines:
+                continue
+            if (session.opened_at or 0) > checkpoint_created:
                 session.mark_gone("the node was restored to a checkpoint taken before this shell was opened")
+            elif session.is_open:
+                session.write(b"\x0c")
 
     def close_all(self, *, hang_up: bool = True) -> None:
         """Close every shell; `hang_up=False` when the nodes are about to stop anyway."""

@@ -149,11 +149,18 @@ def test_shells_across_a_restore(nodes: list[Machine], checkpoints: Checkpoints)
         new = shells.open(machine.name, on_output=collector("new"),
                           on_closed=lambda reason: closed.__setitem__("new", reason))
         wait(lambda: b"# " in received["new"], "the new shell's prompt")
+        old.write(b"echo after-the-checkpoint\r")
+        wait(lambda: received["old"].count(b"after-the-checkpoint") >= 2, "the old shell's echo")
+        before_restore = len(received["old"])
         checkpoints.restore("shells")
         # The shell opened after the checkpoint no longer exists in the guest ...
         wait(lambda: "new" in closed, "the new shell to be marked gone")
         assert "restored to a checkpoint" in closed["new"]
         assert not new.is_open
+        # ... the one opened before it redraws its screen (Ctrl-L: the
+        # screen is cleared, then the prompt comes again) ...
+        wait(lambda: b"\x1b[2J" in received["old"][before_restore:], "the old shell to clear its screen")
+        wait(lambda: b"# " in received["old"][received["old"].rfind(b"\x1b[2J"):], "the redrawn prompt")
         # ... the one opened before it is back and answers.
         old.write(b"echo still-$((40+2))\r")
         wait(lambda: b"still-42" in received["old"], "the old shell to answer")
