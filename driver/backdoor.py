@@ -69,10 +69,11 @@ _REPLY_LINE = re.compile(
 #   ended through the control console, never through hvc0, which stays busy
 #   until the command ends.
 # - The control loop runs in the background on /dev/hvc4 (the virtconsole
-#   `Machine` adds after the shell consoles), reads one request
-#   id per line and, when that request is still the running one, stops and
-#   then kills its whole process tree (found through the parent pids in
-#   /proc: no pkill or ps needed, so it works on any guest).
+#   `Machine` adds after the shell consoles) and reads one request per line:
+#   `kill <id>` stops and then kills the process tree of that command if it
+#   still runs (found through the parent pids in /proc: no pkill or ps
+#   needed, so it works on any guest); `winsize <n> <rows> <cols>` resizes
+#   the shell console /dev/hvc<n> while the backdoor is busy.
 _HELPER = r"""__vmtui_dir=
 for __d in /dev/shm /run /tmp; do
   if [ -d "$__d" ] && [ -w "$__d" ]; then __vmtui_dir="$__d/.vmtui-backdoor-$$"; break; fi
@@ -112,12 +113,20 @@ __vmtui_kill_tree() {
   for __p in $__tree; do kill -KILL "$__p" 2>/dev/null; done
 }
 __vmtui_control() {
-  local __id __rid __pid
+  local __op __a __b __c __rid __pid
   stty -echo 2>/dev/null
-  while read -r __id; do
-    if read -r __rid __pid <"$__vmtui_dir/running" && [ "$__rid" = "$__id" ]; then
-      __vmtui_kill_tree "$__pid"
-    fi
+  while read -r __op __a __b __c; do
+    case "$__op" in
+      kill)
+        if read -r __rid __pid <"$__vmtui_dir/running" && [ "$__rid" = "$__a" ]; then
+          __vmtui_kill_tree "$__pid"
+        fi ;;
+      winsize)
+        case "$__a.$__b.$__c" in
+          *[!0-9.]*|.*|*..*|*.) ;;
+          *) stty -F "/dev/hvc$__a" rows "$__b" cols "$__c" 2>/dev/null ;;
+        esac ;;
+    esac
   done
 }
 if [ -z "${__vmtui_control_pid:-}" ] && [ -c /dev/hvc4 ]; then

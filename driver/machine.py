@@ -168,6 +168,9 @@ class Machine:
         self.backdoor: Backdoor | None = None
         self.qmp_client: QMPConnection | None = None
         self.console: ConsoleReader | None = None
+        # The host end of the control console, connected on first use.
+        self._control_sock: socket.socket | None = None
+        self._control_lock = threading.Lock()
 
         self._command_lock = threading.RLock()
         self._lifecycle_lock = threading.RLock()
@@ -469,6 +472,8 @@ class Machine:
         self.shell = None
         self.monitor = None
         self.qmp_client = None
+        with self._control_lock:
+            self._close_control()
         process = self.process
         if process is not None:
             if process.poll() is None:
@@ -667,18 +672,44 @@ class Machine:
                     self._publish(MachineState.BOOTING, detail="the guest rebooted")
 
     def _kill_guest_command(self, request_id: int) -> None:
-        """Ask the guest's control console to kill command `request_id` and its children.
+        """Have the guest kill command `request_id` and every process it started.
 
         Best effort: a guest too hung to answer its backdoor may not read
         its control console either; the stale reply is skipped in any case.
         """
-        try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as control:
-                control.settimeout(2.0)
-                control.connect(str(self._socket_path("control")))
-                control.sendall(f"{request_id}\n".encode())
-        except OSError as error:
-            self.log(f"could not stop the abandoned command in the guest ({error})")
+        if not self.send_control(f"kill {request_id}"):
+            self.log("could not stop the abandoned command in the guest (no control console)")
+
+    def send_control(self, line: str) -> bool:
+        """Send one line to the guest's control loop (/dev/hvc4); False if it cannot be sent.
+
+        The loop (installed with the backdoor helper) understands
+        `kill <request id>` and `winsize <hvc number> <rows> <columns>`;
+        it answers nothing.  Unlike the backdoor it is never busy, so these
+        take effect while a script command runs.
+        """
+        if "\n" in line:
+            raise ValueError("a control line is one line")
+        with self._control_lock:
+            for _attempt in range(2):
+                try:
+                    if self._control_sock is None:
+                        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                        sock.settimeout(2.0)
+                        sock.connect(str(self._socket_path("control")))
+                        self._control_sock = sock
+                    self._control_sock.sendall(f"{line}\n".encode())
+                    return True
+                except OSError:
+                    # QEMU restarted (a new socket) or went away: retry once.
+                    self._close_control()
+            return False
+
+    def _close_control(self) -> None:
+        if self._control_sock is not None:
+            with contextlib.suppress(OSError):
+                self._control_sock.close()
+            self._control_sock = None
 
     def succeed(self, *commands: str, timeout: float | None = None) -> str:
         """Run each command; fail the test unless all exit 0.  Returns their output."""

@@ -321,8 +321,12 @@ class ShellSession:
                         return
                     value = value2
                 columns, lines = value  # type: ignore[misc]
-                with contextlib.suppress(MachineError):
-                    self._guest(f"stty -F /dev/hvc{self.channel} rows {lines} cols {columns}")
+                # Through the control console: it is never busy.  The
+                # backdoor (which may wait behind a long script command)
+                # only when there is no control console.
+                if not self.machine.send_control(f"winsize {self.channel} {lines} {columns}"):
+                    with contextlib.suppress(MachineError):
+                        self._guest(f"stty -F /dev/hvc{self.channel} rows {lines} cols {columns}")
 
     # -- closing -------------------------------------------------------------------------
 
