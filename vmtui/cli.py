@@ -17,6 +17,7 @@ never a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import sys
 from pathlib import Path
@@ -43,6 +44,13 @@ _DRIVER_TEST_FLAGS = (
 _DRIVER_ENV = ("startScripts", "vmNames", "vmStartScripts", "testScript")
 
 
+def _version() -> str:
+    try:
+        return importlib.metadata.version("vmtui")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "(not installed)"
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # One line, exit 2: the usage text is one `--help` away.
@@ -57,6 +65,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="TARGET: demo, a .toml spec, a .nix file or flake#attr, or a built test driver (./result).",
     )
     parser.add_argument("target", nargs="?", help="what to open (see below)")
+    parser.add_argument("--version", action="version", version=f"vmtui {_version()}")
     parser.add_argument("--headless", action="store_true", help="no UI: NixOS-style log on stderr, exit 0/1")
     parser.add_argument("-A", "--attr", help="the attribute of a .nix file to build")
     parser.add_argument(

@@ -5,6 +5,7 @@ Nothing here boots a VM: every case fails before the first machine starts.
 
 from __future__ import annotations
 
+import importlib.metadata
 from pathlib import Path
 
 import pytest
@@ -186,3 +187,10 @@ def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
         cli.main(["--help"])
     assert caught.value.code == 0
     assert "vmtui [run] TARGET" in capsys.readouterr().out
+
+
+def test_version_names_the_installed_distribution(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        cli.main(["--version"])
+    assert caught.value.code == 0
+    assert capsys.readouterr().out.strip() == f"vmtui {importlib.metadata.version('vmtui')}"
