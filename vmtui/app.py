@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Iterable
 
 from rich.text import Text
-from textual import on, work
+from textual import events, on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -85,11 +85,20 @@ class ReplPane(Vertical):
     ALLOW_MAXIMIZE = True
 
 
+# The panes of the inspector column (see action_focus).
+_INSPECTOR_PANES = frozenset({"variables", "stack", "breakpoints"})
+
+
 class VmtuiApp(App[int]):
     """See the module docstring.  `session_factory(config)` builds the Session."""
 
     CSS_PATH = "app.tcss"
     TITLE = "vmtui"
+
+    # Layout classes on the screen (app.tcss): narrow terminals hide the
+    # inspector column, short ones shrink the timeline/REPL row.
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (32, "-tall")]
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c,f5", "continue", "Continue", id="vmtui.continue", tooltip="Continue, or start a run of the script"),
@@ -998,7 +1007,14 @@ class VmtuiApp(App[int]):
     def action_focus(self, widget_id: str) -> None:
         if widget_id == "script":
             self.query_one(ContentSwitcher).current = "script"
+        if widget_id in _INSPECTOR_PANES:
+            # On a narrow screen the inspector shows while one of its panes has focus.
+            self.screen.add_class("-inspecting")
         self.query_one(f"#{widget_id}").focus()
+
+    def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        if not any(node.id == "inspector" for node in event.widget.ancestors):
+            self.screen.remove_class("-inspecting")
 
     def action_focus_console(self, number: int) -> None:
         panes = self.panes

@@ -217,3 +217,29 @@ async def test_panes_take_focus_by_key_and_maximise(tmp_path: Path) -> None:
         assert app.screen.maximized is None
         await pilot.click("#timeline")
         assert app.focused is app.query_one("#timeline")
+
+
+async def test_a_narrow_terminal_keeps_every_pane_on_screen(tmp_path: Path) -> None:
+    app = script_app(tmp_path, "x = 1\n")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: app.session is not None, "session")
+        assert app.screen.has_class("-narrow", "-short")
+        # Nothing is cut off at the right edge, and the script keeps the room
+        # the hidden inspector column would take.
+        for pane in app.query("#left, #consoles, #script"):
+            assert pane.region.right <= 80
+        assert app.script_view.region.width >= 40
+        assert not app.query_one("#inspector").display
+        assert app.query_one("#bottom-row").region.height == 8
+        # Focusing a pane of the inspector shows it; leaving it hides it again.
+        await pilot.press("V")
+        assert app.focused is app.query_one(VariablesView)
+        assert app.query_one("#inspector").display and app.query_one(VariablesView).region.width > 0
+        await pilot.press("C")
+        assert app.focused is app.script_view
+        assert not app.query_one("#inspector").display
+        # A wide terminal shows it all the time.
+        await pilot.resize_terminal(140, 42)
+        await pilot.pause()
+        assert not app.screen.has_class("-narrow")
+        assert app.query_one("#inspector").display and app.query_one(VariablesView).region.width > 0
