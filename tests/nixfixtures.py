@@ -200,6 +200,11 @@ FAKE_NIX_SCRIPT = textwrap.dedent(
     with open({log!r}, "a") as log:
         log.write(json.dumps({{"program": {program!r}, "argv": argv, "pid": os.getpid()}}) + "\\n")
     key = None
+    out_link = None
+    if "--out-link" in argv:  # both programs: the GC root, made once the build succeeded
+        at = argv.index("--out-link")
+        out_link = argv[at + 1]
+        argv = argv[:at] + argv[at + 2:]
     if {program!r} == "nix-build":
         args = [a for a in argv if a not in ("--no-out-link", "-L")]
         if "-E" in args:
@@ -223,6 +228,8 @@ FAKE_NIX_SCRIPT = textwrap.dedent(
         sys.stderr.flush()
     if entry.get("hang"):
         time.sleep(3600)
+    if "out" in entry and out_link is not None and entry.get("status", 0) == 0:
+        os.symlink(entry["out"], out_link)
     if "out" in entry and "--json" in argv:
         drv = entry["out"].rsplit("/", 1)[0] + "/fake.drv"
         sys.stdout.write(json.dumps([{{"drvPath": drv, "outputs": {{"out": entry["out"]}}}}]) + "\\n")

@@ -1,8 +1,8 @@
 """Open a NixOS test from its Nix source: build `driverInteractive`, then read it.
 
-`vmtui test.nix` runs `nix-build test.nix -A driverInteractive --no-out-link`;
+`vmtui test.nix` runs `nix-build test.nix -A driverInteractive --out-link <gc root>`;
 `vmtui .#checks.x86_64-linux.foo` runs
-`nix build .#checks.x86_64-linux.foo.driverInteractive --no-link --json`.
+`nix build .#checks.x86_64-linux.foo.driverInteractive --out-link <gc root> --json`.
 Nix's stderr is streamed line by line to a callback (the headless runner
 prints it, the TUI shows it), and the failures a Nix user meets come back as
 one clear paragraph (`NixError`, a `ConfigError`), never a traceback.
@@ -19,10 +19,13 @@ A `.nix` file can be any of:
 
 from __future__ import annotations
 
+import atexit
+import itertools
 import json
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -36,6 +39,23 @@ from driver.wrapper import load_driver_result, read_driver_result
 ProgressCallback = Callable[[str], None]
 
 _DRIVER_ATTRS = ("driverInteractive", "driver")
+
+# Out-links of this process's builds: each is a GC root (Nix registers it),
+# so `nix-collect-garbage` during a session cannot delete a driver or a start
+# script whose VM still runs.  Removed when vmtui exits.
+_gc_roots: Path | None = None
+_gc_root_numbers = itertools.count(1)
+_gc_roots_lock = threading.Lock()
+
+
+def _next_out_link() -> Path:
+    """A fresh out-link path in this process's GC-root directory."""
+    global _gc_roots
+    with _gc_roots_lock:
+        if _gc_roots is None:
+            _gc_roots = Path(tempfile.mkdtemp(prefix="vmtui-gcroots-"))
+            atexit.register(shutil.rmtree, _gc_roots, ignore_errors=True)
+        return _gc_roots / f"driver-{next(_gc_root_numbers)}"
 _FLAKE_FEATURES = ["--extra-experimental-features", "nix-command flakes"]
 
 
@@ -142,13 +162,14 @@ def build_driver(
             *_FLAKE_FEATURES,
             "build",
             f"{ref}#{_driver_attr(flake_attr)}",
-            "--no-link",
+            "--out-link",
+            str(_next_out_link()),
             "--json",
             "-L",
         ]
         return _build(argv, target, on_progress=on_progress, cancel=cancel)
     assert target.file is not None
-    argv = ["nix-build", str(target.file), "-A", _driver_attr(target.attr), "--no-out-link"]
+    argv = ["nix-build", str(target.file), "-A", _driver_attr(target.attr), "--out-link", str(_next_out_link())]
     try:
         return _build(argv, target, on_progress=on_progress, cancel=cancel)
     except _NeedsArguments:
@@ -159,7 +180,7 @@ def build_driver(
             ) from None
     # A test module (`{ pkgs, ... }: { nodes …; testScript …; }`): wrap it.
     expr = f"(import <nixpkgs> {{ }}).testers.runNixOSTest (import (/. + {_nix_string(str(target.file))}))"
-    argv = ["nix-build", "--no-out-link", "-E", expr, "-A", "driverInteractive"]
+    argv = ["nix-build", "--out-link", str(_next_out_link()), "-E", expr, "-A", "driverInteractive"]
     if on_progress is not None:
         on_progress(f"vmtui: {target.file.name} is a test module; building it with <nixpkgs>'s runNixOSTest")
     return _build(argv, target, on_progress=on_progress, cancel=cancel, as_module=True)

@@ -112,7 +112,20 @@ def test_nix_file_builds_driver_interactive_and_streams_progress(nix: FakeNix) -
     assert config.script_path.read_text() == SCRIPT
     assert config.source_path == nix.test_file and config.name == "todos"
     [call] = nix.calls()
-    assert call["argv"] == [str(nix.test_file), "-A", "driverInteractive", "--no-out-link"]
+    assert call["argv"][:4] == [str(nix.test_file), "-A", "driverInteractive", "--out-link"]
+    # The out-link is a GC root for the session: the driver cannot be
+    # collected while vmtui runs.
+    out_link = Path(call["argv"][4])
+    assert out_link.parent.name.startswith("vmtui-gcroots-")
+    assert out_link.is_symlink() and out_link.resolve() == drv.resolve()
+
+
+def test_every_build_gets_its_own_gc_root(nix: FakeNix) -> None:
+    nix.answer(f"{nix.test_file}#driverInteractive", nf.answer(nix.driver()))
+    resolve_nix_target(str(nix.test_file))
+    resolve_nix_target(str(nix.test_file))  # a rebuild on save: the first root stays
+    links = [Path(call["argv"][4]) for call in nix.calls()]
+    assert len(set(links)) == 2 and all(link.is_symlink() for link in links)
 
 
 @pytest.mark.parametrize(
@@ -133,8 +146,9 @@ def test_flake_reference(nix: FakeNix) -> None:
     assert call["program"] == "nix"
     assert call["argv"] == [
         "--extra-experimental-features", "nix-command flakes",
-        "build", f"{ref}.driverInteractive", "--no-link", "--json", "-L",
+        "build", f"{ref}.driverInteractive", "--out-link", call["argv"][5], "--json", "-L",
     ]  # fmt: skip
+    assert Path(call["argv"][5]).is_symlink()
 
 
 @pytest.mark.parametrize("nix_version", ["2.2x", "2.8"])
@@ -146,8 +160,8 @@ def test_test_module_is_wrapped_in_run_nixos_test(nix: FakeNix, nix_version: str
     config = resolve_nix_target(str(nix.test_file), on_progress=seen.append)
     assert [n.name for n in config.nodes] == ["client", "server"]
     second = nix.calls()[1]["argv"]
-    assert isinstance(second, list) and second[:3] == ["--no-out-link", "-E", second[2]]
-    assert f'(import (/. + "{nix.test_file}"))' in second[2] and "runNixOSTest" in second[2]
+    assert isinstance(second, list) and second[0] == "--out-link" and second[2:5] == ["-E", second[3], "-A"]
+    assert f'(import (/. + "{nix.test_file}"))' in second[3] and "runNixOSTest" in second[3]
     assert any("test module" in line for line in seen)
 
 
