@@ -131,6 +131,34 @@ def test_many_commands_cross_the_cleanup_batch(shell: Backdoor) -> None:
         assert shell.run(f"echo {index}") == (0, f"{index}\n")
 
 
+def test_the_running_command_is_recorded_for_the_control_loop(shell: Backdoor) -> None:
+    # While a command runs, `running` names its request id and the pid at
+    # the root of its process tree (the subshell, which is `$BASHPID` inside).
+    status, out = shell.run('echo "$BASHPID"; cat "$__vmtui_dir/running"')
+    pid, recorded = out.splitlines()
+    assert status == 0 and recorded == f"{shell._next_id - 1} {pid}"
+
+
+def test_kill_tree_ends_a_command_and_everything_it_started(shell: Backdoor) -> None:
+    script = """
+    (sleep 300 & sleep 300; true) & root=$!
+    for _ in $(seq 50); do [ -n "$(cat /proc/*/stat 2>/dev/null | awk -v p=$root '$4 == p' )" ] && break; sleep 0.1; done
+    kids=$(awk -v p=$root '$4 == p { print $1 }' /proc/[0-9]*/stat 2>/dev/null)
+    [ -n "$kids" ]
+    __vmtui_kill_tree "$root"
+    wait "$root" || true
+    sleep 0.2
+    for kid in $kids; do  # gone, or a zombie (reaped by init in a guest; not by every host's)
+      if read -r st <"/proc/$kid/stat" 2>/dev/null; then st=${st##*) }; [ "${st%% *}" = Z ] || echo "alive $kid"; fi
+    done
+    echo done
+    """
+    # No guest timeout (`timeout` would run a bash without the helper); a
+    # host deadline instead, since a tree left stopped would hang `wait`.
+    status, out = shell.run(script, deadline=time.monotonic() + 30)
+    assert (status, out) == (0, "done\n")
+
+
 def test_command_line_format() -> None:
     assert command_line(7, "echo 'x'", None) == b"__vmtui_run 7 '' 'echo '\"'\"'x'\"'\"''\n"
     assert command_line(8, "true", 900) == b"__vmtui_run 8 900 true\n"
