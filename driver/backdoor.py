@@ -296,7 +296,9 @@ class Backdoor(GuardedSocket):
             if line.strip():
                 self._log(f"Guest shell says: {line!r}")
         self.ready = True
-        self._next_id = 1
+        # Request ids keep counting across reboots of the guest: a kill
+        # request sent for a command of the old boot (and delivered to the
+        # new control loop) can never match a command of the new one.
 
     # -- commands ----------------------------------------------------------------
 
