@@ -70,9 +70,6 @@ POLL_MAX = 1.0
 POLL_FRACTION = 0.04
 # Spare hvc channels for interactive shells (guest /dev/hvc1..hvc3).
 SPARE_CHANNELS = (1, 2, 3)
-# The control console (guest /dev/hvc4, after the spare ones): the backdoor
-# helper listens there for the ids of commands to kill (see backdoor.py).
-CONTROL_CHANNEL = 4
 # Path limit of a UNIX socket address (sun_path).
 _MAX_SOCKET_PATH = 107
 
@@ -289,7 +286,8 @@ class Machine:
                 f"socket,id=vmtui-tty{n},path={_qemu_option_path(self.shell_socket_path(n))},server=on,wait=off",
                 "-device", f"virtconsole,chardev=vmtui-tty{n}",
             ]
-        # Ports are numbered in the order given: this one is /dev/hvc4.
+        # The control console, /dev/hvc4 (ports are numbered in the order
+        # given): the backdoor helper's control loop reads it (backdoor.py).
         extra += [
             "-chardev",
             f"socket,id=vmtui-control,path={_qemu_option_path(self._socket_path('control'))},server=on,wait=off",
