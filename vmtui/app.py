@@ -869,6 +869,11 @@ class VmtuiApp(App[int]):
             return
         self._evaluate(event.source)
 
+    @on(VariablesView.Inspect)
+    def _inspect_variable(self, event: VariablesView.Inspect) -> None:
+        # The whole value, where there is room for it: the REPL, as if typed.
+        self._evaluate_requested(ReplInput.Evaluate(event.name))
+
     @work(thread=True, group="repl", exit_on_error=False, name="evaluate")
     def _evaluate(self, source: str) -> None:
         try:

@@ -66,11 +66,22 @@ class StackView(OptionList):
 
 
 class VariablesView(DataTable[Text]):
-    """Names the script defined itself, with their reprs (injected globals are left out)."""
+    """Names the script defined itself, with their reprs (injected globals are left out).
+
+    The pane is narrow and a repr is often long: selecting a row (Enter or a
+    click) posts `Inspect` with its name, for the owner to show it whole.
+    """
 
     DEFAULT_CSS = """
     VariablesView { height: 1fr; border: none; }
     """
+
+    class Inspect(Message):
+        """The user asked for the whole value of variable `name`."""
+
+        def __init__(self, name: str) -> None:
+            super().__init__()
+            self.name = name
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=True, show_header=False)
@@ -92,6 +103,12 @@ class VariablesView(DataTable[Text]):
 
     def clear_variables(self) -> None:
         self.clear()
+
+    @on(DataTable.RowSelected)
+    def _selected(self, event: DataTable.RowSelected) -> None:
+        event.stop()
+        if event.row_key.value is not None:
+            self.post_message(self.Inspect(event.row_key.value))
 
 
 class BreakpointsView(OptionList):

@@ -243,3 +243,17 @@ async def test_a_narrow_terminal_keeps_every_pane_on_screen(tmp_path: Path) -> N
         await pilot.pause()
         assert not app.screen.has_class("-narrow")
         assert app.query_one("#inspector").display and app.query_one(VariablesView).region.width > 0
+
+
+async def test_selecting_a_variable_shows_its_whole_value_in_the_repl(tmp_path: Path) -> None:
+    app = script_app(tmp_path, "short = 1\nlong_list = [f'item-{n}' for n in range(40)]\n", autostart=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: finished(app), "script done")
+        variables = app.query_one(VariablesView)
+        await wait_until(pilot, lambda: "long_list" in variables.rows, "the variables listed")
+        await pilot.press("V")
+        variables.move_cursor(row=variables.get_row_index("long_list"))
+        await pilot.press("enter")
+        # The pane cuts the repr off; the REPL gets all of it.
+        await wait_until(pilot, lambda: "'item-39'" in repl_output(app), "the whole value in the REPL")
+        assert ">>> long_list" in repl_output(app)
