@@ -400,9 +400,7 @@ class Driver:
             for node in self.config.nodes:
                 if node.name == machine.name:
                     node.start_command = command
-            if not machine.keep_machine_state:
-                shutil.rmtree(machine.state_dir, ignore_errors=True)
-                machine.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            machine.reset_state_dir()
             if start:
                 machine.start()
         return machine

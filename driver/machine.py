@@ -175,11 +175,7 @@ class Machine:
         # follows is not reported as unexpected.
         self._stopping = False
 
-        if not keep_state and self.state_dir.exists():
-            self.logger.log(f"deleting machine state directory {self.state_dir}", machine=name)
-            shutil.rmtree(self.state_dir)
-        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.state_dir.chmod(0o700)
+        self.reset_state_dir()
         self.shared_dir.mkdir(parents=True, exist_ok=True)
         for path in (self._socket_path("monitor"), self._socket_path("shell")):
             if len(str(path)) > _MAX_SOCKET_PATH:
@@ -210,6 +206,14 @@ class Machine:
         if n not in SPARE_CHANNELS:
             raise MachineError(f"{self.name}: no spare channel {n} (there are {SPARE_CHANNELS})")
         return self._socket_path(f"tty{n}")
+
+    def reset_state_dir(self) -> None:
+        """Make the state directory (0700): empty, unless the machine's state is kept."""
+        if not self.keep_machine_state and self.state_dir.exists():
+            self.logger.log(f"deleting machine state directory {self.state_dir}", machine=self.name)
+            shutil.rmtree(self.state_dir)
+        self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.state_dir.chmod(0o700)
 
     def _socket_path(self, name: str) -> Path:
         return self.state_dir / name

@@ -1057,17 +1057,20 @@ class VmtuiApp(App[int]):
             self.session.cancel()
         self.exit(0 if self.last_result_ok in (None, True) else 1)
 
+    def _palette_entry(self, binding: Binding, title: str, help_text: str) -> SystemCommand:
+        """A command palette entry that runs `binding`'s action and names its keys (as remapped)."""
+        bound = self._keymap.get(binding.id or "", binding.key)
+        keys = ", ".join(self.get_key_display(Binding(key, binding.action)) for key in bound.split(","))
+        return SystemCommand(title, f"{help_text} ({keys})", partial(self.run_action, binding.action))
+
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for binding in bindings_of(VmtuiApp):
             if binding.show and binding.action != "quit":
-                bound = self._keymap.get(binding.id or "", binding.key)
-                keys = ", ".join(self.get_key_display(Binding(key, binding.action)) for key in bound.split(","))
-                yield SystemCommand(binding.tooltip, f"{binding.description} ({keys})", partial(self.run_action, binding.action))
+                yield self._palette_entry(binding, binding.tooltip, binding.description)
         if self.rebuilder is not None:
             restart = next(b for b in bindings_of(VmtuiApp) if b.action == "restart_changed_nodes")
-            key = self._key_for(restart.id or "", restart.key)
-            yield SystemCommand("Restart changed nodes", f"{restart.tooltip} ({key})", self.action_restart_changed_nodes)
+            yield self._palette_entry(restart, "Restart changed nodes", restart.tooltip)
         for index, pane in enumerate(self.panes, 1):
             yield SystemCommand(f"Console: {pane.machine}", f"Focus {pane.machine}'s console", partial(self.action_focus_console, index))
             yield SystemCommand(f"Shell: {pane.machine}", f"Open a root shell into {pane.machine}", partial(self.action_open_shell, pane.machine))
