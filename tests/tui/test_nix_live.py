@@ -9,8 +9,10 @@ and the QEMU pids are covered in test_nix_live_vm.py.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ import nixfixtures as nf  # noqa: E402
 
 from driver.events import Event, ScriptFinished  # noqa: E402
 from helpers import wait_until  # noqa: E402
+from textual.pilot import Pilot  # noqa: E402
 from vmtui.app import VmtuiApp  # noqa: E402
 from vmtui.options import RunOptions  # noqa: E402
 from vmtui.session import Session  # noqa: E402
@@ -71,13 +74,24 @@ class Recorder:
             self.runs.append(event)
 
 
-def open_app(project: Project, tmp_path: Path) -> VmtuiApp:
-    config = resolve_target(str(project.test_file), RunOptions())
+def open_app(target: Path, tmp_path: Path) -> VmtuiApp:
+    """The app on `target` (a .nix file or a spec), as `vmtui TARGET` opens it."""
+    config = resolve_target(str(target), RunOptions())
 
     def make_session(cfg):  # type: ignore[no-untyped-def]
         return Session(cfg, EventBus(), out_dir=tmp_path / "out")
 
     return VmtuiApp(config, make_session, autostart=True, clock=None, state_dir=tmp_path / "state")
+
+
+@contextlib.asynccontextmanager
+async def running(app: VmtuiApp) -> AsyncIterator[tuple[Pilot[int], Recorder]]:
+    """The app running, past its first run; its session closed afterwards."""
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            yield pilot, await started(pilot, app)
+    finally:
+        await close(app)
 
 
 async def started(pilot, app: VmtuiApp) -> Recorder:  # type: ignore[no-untyped-def]
@@ -101,90 +115,74 @@ async def close(app: VmtuiApp) -> None:
 
 
 async def test_a_script_only_change_swaps_the_script_and_reruns(project: Project, tmp_path: Path) -> None:
-    app = open_app(project, tmp_path)
-    try:
-        async with app.run_test(size=SIZE) as pilot:
-            recorder = await started(pilot, app)
-            old_script = app.config.script_path
-            app.session.stepper.set_breakpoint(2)
-            app.session.stepper.clear_breakpoint(2)
-            project.build(SCRIPT_V2, stderr="building '/nix/store/x-test-script.drv'...")
-            project.save()
-            await wait_until(pilot, lambda: len(recorder.runs) >= 1 and not app.script_running,
-                             f"the rerun ({recorder.said})")
-            assert recorder.runs[-1].ok
-            assert app.config.script_path != old_script and app.session.config.script_path == app.config.script_path
-            assert app.session.runner.filename == str(app.config.script_path)
-            assert app.session.runner.namespace["value"] == 2
-            assert "value = 2" in app.script_view.line_text(1)
-            assert app.pending_restart == {}
-            assert any("only the test script changed" in said for said in recorder.said)
-            # The new source text is shown in the source view too.
-            assert "revision 1" in app.query_one("#alt-source").line_text(1)  # type: ignore[attr-defined]
-    finally:
-        await close(app)
+    app = open_app(project.test_file, tmp_path)
+    async with running(app) as (pilot, recorder):
+        old_script = app.config.script_path
+        app.session.stepper.set_breakpoint(2)
+        app.session.stepper.clear_breakpoint(2)
+        project.build(SCRIPT_V2, stderr="building '/nix/store/x-test-script.drv'...")
+        project.save()
+        await wait_until(pilot, lambda: len(recorder.runs) >= 1 and not app.script_running,
+                         f"the rerun ({recorder.said})")
+        assert recorder.runs[-1].ok
+        assert app.config.script_path != old_script and app.session.config.script_path == app.config.script_path
+        assert app.session.runner.filename == str(app.config.script_path)
+        assert app.session.runner.namespace["value"] == 2
+        assert "value = 2" in app.script_view.line_text(1)
+        assert app.pending_restart == {}
+        assert any("only the test script changed" in said for said in recorder.said)
+        # The new source text is shown in the source view too.
+        assert "revision 1" in app.query_one("#alt-source").line_text(1)  # type: ignore[attr-defined]
 
 
 async def test_a_node_change_names_the_node_and_waits_for_the_restart_key(project: Project, tmp_path: Path) -> None:
-    app = open_app(project, tmp_path)
-    try:
-        async with app.run_test(size=SIZE) as pilot:
-            recorder = await started(pilot, app)
-            project.build(SCRIPT_V1, server_salt="v2")
-            project.save()
-            await wait_until(pilot, lambda: bool(app.pending_restart), f"the notice ({recorder.said})")
-            new_server = str(project.store.path("nixos-vm", salt="serverv2") / "bin" / "run-server-vm")
-            assert app.pending_restart == {"server": new_server}
-            [notice] = [said for said in recorder.said if "must restart" in said]
-            assert "server" in notice and "client" not in notice and "Press R" in notice
-            assert recorder.runs == []  # nothing reran: it waits for the restart
-            # The palette offers the action.
-            commands = [command.title for command in app.get_system_commands(app.screen)]
-            assert "Restart changed nodes" in commands
-    finally:
-        await close(app)
+    app = open_app(project.test_file, tmp_path)
+    async with running(app) as (pilot, recorder):
+        project.build(SCRIPT_V1, server_salt="v2")
+        project.save()
+        await wait_until(pilot, lambda: bool(app.pending_restart), f"the notice ({recorder.said})")
+        new_server = str(project.store.path("nixos-vm", salt="serverv2") / "bin" / "run-server-vm")
+        assert app.pending_restart == {"server": new_server}
+        [notice] = [said for said in recorder.said if "must restart" in said]
+        assert "server" in notice and "client" not in notice and "Press R" in notice
+        assert recorder.runs == []  # nothing reran: it waits for the restart
+        # The palette offers the action.
+        commands = [command.title for command in app.get_system_commands(app.screen)]
+        assert "Restart changed nodes" in commands
 
 
 async def test_an_eval_error_is_shown_and_changes_nothing(project: Project, tmp_path: Path) -> None:
-    app = open_app(project, tmp_path)
-    try:
-        async with app.run_test(size=SIZE) as pilot:
-            recorder = await started(pilot, app)
-            script = app.config.script_path
-            project.answer_with(nf.answer(stderr=nf.EVAL_ERROR, status=1))
-            project.save()
-            await wait_until(pilot, lambda: "undefined variable" in banner(app), f"the error ({recorder.said})")
-            text = banner(app)
-            assert "Nix could not evaluate" in text and "todos.nix:9:36" in text
-            assert app.query_one("#error-banner").border_title == "rebuild failed"
-            assert app.config.script_path == script and recorder.runs == []
-            # Fixing the file clears the error.
-            project.build(SCRIPT_V2)
-            project.save()
-            await wait_until(pilot, lambda: len(recorder.runs) >= 1 and not app.script_running, "the rerun")
-            assert banner(app) == ""
-    finally:
-        await close(app)
+    app = open_app(project.test_file, tmp_path)
+    async with running(app) as (pilot, recorder):
+        script = app.config.script_path
+        project.answer_with(nf.answer(stderr=nf.EVAL_ERROR, status=1))
+        project.save()
+        await wait_until(pilot, lambda: "undefined variable" in banner(app), f"the error ({recorder.said})")
+        text = banner(app)
+        assert "Nix could not evaluate" in text and "todos.nix:9:36" in text
+        assert app.query_one("#error-banner").border_title == "rebuild failed"
+        assert app.config.script_path == script and recorder.runs == []
+        # Fixing the file clears the error.
+        project.build(SCRIPT_V2)
+        project.save()
+        await wait_until(pilot, lambda: len(recorder.runs) >= 1 and not app.script_running, "the rerun")
+        assert banner(app) == ""
 
 
 async def test_a_second_save_cancels_the_stale_rebuild(project: Project, tmp_path: Path) -> None:
-    app = open_app(project, tmp_path)
-    try:
-        async with app.run_test(size=SIZE) as pilot:
-            recorder = await started(pilot, app)
-            project.answer_with({"stderr": ["evaluating ..."], "hang": True})
-            project.save()
-            await wait_until(pilot, lambda: len(nf.nix_calls(project.calls)) == 1, "the first build")
-            stale_pid = int(nf.nix_calls(project.calls)[0]["pid"])  # type: ignore[call-overload]
-            project.build(SCRIPT_V2)
-            project.save()
-            await wait_until(pilot, lambda: len(recorder.runs) >= 1 and not app.script_running,
-                             f"the rerun ({recorder.said})")
-            assert app.session.runner.namespace["value"] == 2
-            assert not app.rebuilding
-            await wait_until(pilot, lambda: not _alive(stale_pid), "the stale nix-build to end")
-    finally:
-        await close(app)
+    app = open_app(project.test_file, tmp_path)
+    async with running(app) as (pilot, recorder):
+        project.answer_with({"stderr": ["evaluating ..."], "hang": True})
+        project.save()
+        await wait_until(pilot, lambda: len(nf.nix_calls(project.calls)) == 1, "the first build")
+        stale_pid = int(nf.nix_calls(project.calls)[0]["pid"])  # type: ignore[call-overload]
+        project.build(SCRIPT_V2)
+        project.save()
+        await wait_until(pilot, lambda: len(recorder.runs) >= 1 and not app.script_running,
+                         f"the rerun ({recorder.said})")
+        assert app.session.runner.namespace["value"] == 2
+        assert not app.rebuilding
+        await wait_until(pilot, lambda: not _alive(stale_pid), "the stale nix-build to end")
 
 
 def _alive(pid: int) -> bool:
@@ -226,26 +224,17 @@ async def test_a_spec_save_swaps_a_renamed_script_and_names_changed_nodes(tmp_pa
     (project / "b.py").write_text(SCRIPT_V2)
     spec = project / "t.toml"
     _write_spec(spec, script="a.py", server="run-server-vm")
-    config = resolve_target(str(spec), RunOptions())
-
-    def make_session(cfg):  # type: ignore[no-untyped-def]
-        return Session(cfg, EventBus(), out_dir=tmp_path / "out")
-
-    app = VmtuiApp(config, make_session, autostart=True, clock=None, state_dir=tmp_path / "state")
-    try:
-        async with app.run_test(size=SIZE) as pilot:
-            recorder = await started(pilot, app)
-            _write_spec(spec, script="b.py", server="run-server-vm")
-            await wait_until(pilot, lambda: len(recorder.runs) >= 1 and not app.script_running,
-                             f"the rerun ({recorder.said})")
-            assert app.config.script_path == (project / "b.py").resolve()
-            assert app.session.runner.namespace["value"] == 2
-            # The watcher follows the script to its new file.
-            b_py = (project / "b.py").resolve()
-            await wait_until(pilot, lambda: app._watcher is not None and b_py in app._watcher.paths, "the watch on b.py")
-            _write_spec(spec, script="b.py", server="run-server-v2-vm")
-            await wait_until(pilot, lambda: bool(app.pending_restart), f"the notice ({recorder.said})")
-            assert list(app.pending_restart) == ["server"]
-            assert app.pending_restart["server"].endswith("run-server-v2-vm")
-    finally:
-        await close(app)
+    app = open_app(spec, tmp_path)
+    async with running(app) as (pilot, recorder):
+        _write_spec(spec, script="b.py", server="run-server-vm")
+        await wait_until(pilot, lambda: len(recorder.runs) >= 1 and not app.script_running,
+                         f"the rerun ({recorder.said})")
+        assert app.config.script_path == (project / "b.py").resolve()
+        assert app.session.runner.namespace["value"] == 2
+        # The watcher follows the script to its new file.
+        b_py = (project / "b.py").resolve()
+        await wait_until(pilot, lambda: app._watcher is not None and b_py in app._watcher.paths, "the watch on b.py")
+        _write_spec(spec, script="b.py", server="run-server-v2-vm")
+        await wait_until(pilot, lambda: bool(app.pending_restart), f"the notice ({recorder.said})")
+        assert list(app.pending_restart) == ["server"]
+        assert app.pending_restart["server"].endswith("run-server-v2-vm")
