@@ -191,3 +191,18 @@ def test_preflight_wants_vde_switch_for_vlans(config: Config, monkeypatch: pytes
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(ConfigError, match="vde_switch not found"):
         preflight(config)
+
+
+def test_create_machine_historical_forms_nixos_still_accepts(driver: Driver, start_script: Path) -> None:
+    create = driver.test_symbols()["create_machine"]
+    events: list[object] = []
+    driver.bus.subscribe(events.append)
+    # The keyword of the 2021-2025 drivers.
+    kept = create(str(start_script), name="kept", keep_vm_state=True)
+    assert kept.keep_machine_state and kept.keep_vm_state
+    # The legacy dict, with the keys NixOS read from it.
+    legacy = create({"startCommand": str(start_script), "name": "old", "keep_vm_state": True, "allow_reboot": True})
+    assert legacy.name == "old" and legacy.keep_machine_state and legacy.allow_reboot
+    warnings = [e.message for e in events if isinstance(e, LogMessage) and e.level == LogLevel.WARNING]
+    assert any("keep_vm_state" in w and "deprecated" in w for w in warnings)
+    assert "Using legacy create_machine(), please instantiate the Machine class directly, instead" in warnings
