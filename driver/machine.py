@@ -213,6 +213,7 @@ class Machine:
         """Make the state directory (0700): empty, unless the machine's state is kept."""
         if not self.keep_machine_state and self.state_dir.exists():
             self.logger.log(f"deleting machine state directory {self.state_dir}", machine=self.name)
+            self.logger.log("if you want to keep the machine state, pass --keep-machine-state", machine=self.name)
             shutil.rmtree(self.state_dir)
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.state_dir.chmod(0o700)
