@@ -26,7 +26,7 @@ from driver import polling
 from driver.config import TestConfig
 from driver.errors import ConfigError, MachineError, RequestedAssertionFailed, ScriptCancelled
 from driver.events import EventBus
-from driver.logger import Logger
+from driver.logger import Logger, ScriptLogger
 from driver.machine import Machine
 from driver.parallel import run_each
 from driver.runner import pseudo_filename, register_source
@@ -266,7 +266,7 @@ class Driver:
             "machines_nspawn": [],
             "vlans": list(self.vlans),
             "driver": self,
-            "log": self.logger,
+            "log": ScriptLogger(self.logger),
             "os": os,
             "create_machine": self.create_machine,
             "subtest": self.subtest,
