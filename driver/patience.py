@@ -22,18 +22,24 @@ Then one last check, told it is the last, follows.
 
 from __future__ import annotations
 
+import datetime
 import time
 from dataclasses import dataclass, field
 
 
 @dataclass
 class Patience:
-    """The attempt and time account of one retried wait (`timeout` in seconds)."""
+    """The attempt and time account of one retried wait (`timeout` in
+    seconds, or a `datetime.timedelta`)."""
 
     timeout: float
     started: float = field(default_factory=lambda: time.monotonic())
     attempts: int = 0
     checking_time: float = 0.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.timeout, datetime.timedelta):
+            self.timeout = self.timeout.total_seconds()
 
     def record_attempt(self, duration: float) -> None:
         """A check returned false after `duration` seconds."""

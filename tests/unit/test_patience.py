@@ -43,3 +43,9 @@ def test_remaining_counts_the_mean_check_time(clock: dict[str, float]) -> None:
     clock["t"] = 2.0
     account.record_attempt(2.0)
     assert account.remaining() == pytest.approx(4 * 3.0 - 2.0)
+
+
+def test_a_timedelta_timeout_is_seconds(clock: dict[str, float]) -> None:
+    import datetime
+
+    assert Patience(datetime.timedelta(minutes=2)).timeout == 120.0  # type: ignore[arg-type]
