@@ -4,8 +4,8 @@
 true; when NixOS would give up (`driver.patience`: never fewer attempts or
 less time, however long each call takes) it calls `fn(True)` once more (so
 the callback can log diagnostics) and raises `RequestedAssertionFailed`
-unless that last call succeeded.  Time is measured with a monotonic clock, and every sleep ends
-early when the run is cancelled.
+unless that last call succeeded.  Time is measured with a monotonic clock,
+and every sleep ends early when the run is cancelled.
 
 A polling condition is a check that must keep holding while a block runs::
 
