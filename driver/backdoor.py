@@ -13,12 +13,14 @@ and one line back::
     host:  __vmtui_run <id> <timeout or ''> <shell-quoted command>\\n
     guest: VMTUI-REPLY <id> <status> [<base64 of stdout>]\\n
 
-The function runs the command in a subshell with `set -euo pipefail` through
-`eval` (a syntax error is a status, not a broken frame), stdin from /dev/null,
-stdout to a file on a tmpfs.  The base64 is only produced (one `base64`
-process) when that file is non-empty, so `succeed("true")` forks only the
-subshell.  With a timeout the command runs as `timeout N bash -c ...`, as in
-NixOS, so status 124 means the guest-side timeout fired.
+The command runs as NixOS runs it, `bash -c 'set -euo pipefail; <command>'`
+(so `$0` is `bash`, `$-` holds `c`, and the helper's functions and variables
+are out of its sight; a syntax error is a status, not a broken frame), with
+stdin from /dev/null and stdout to a file on a tmpfs.  The base64 is only
+produced (one `base64` process) when that file is non-empty, so
+`succeed("true")` costs one fork and one exec of bash.  With a timeout it runs
+as `timeout N bash -c ...`, as in NixOS, so status 124 means the guest-side
+timeout fired.
 
 Every reply carries the id of its request.  A reply with an older id belongs
 to a command whose caller stopped waiting (cancelled, or `check_output=False`)
@@ -54,8 +56,9 @@ _REPLY_LINE = re.compile(
 # The helper installed into the guest's backdoor shell.  Notes on the bash:
 # - `( ... ); __s=$?` and not `( ... ) || __s=$?`: bash ignores `set -e` in
 #   the whole subshell when it runs as the left side of `||`.
-# - `set -euo pipefail --` also clears the positional parameters, so the
-#   command sees none, as under NixOS's `bash -c`.
+# - The command's subshell `exec`s a fresh `bash -c`, as NixOS does: the
+#   command sees no positional parameters, `$0` is `bash`, and none of the
+#   helper's (unexported) functions and variables exist for it.
 # - The output goes to a fresh file per command, in a private directory on a
 #   tmpfs when one is writable (/dev/shm on most systems, /run on NixOS and
 #   systemd guests), /tmp otherwise.  A fresh file because a background
@@ -64,8 +67,8 @@ _REPLY_LINE = re.compile(
 #   batches (one `rm` per 64 commands) to keep the common path fork-free.
 # - `printf` is a builtin; only `base64` forks, and only for non-empty output.
 # - Each command's subshell writes "<id> <pid>" to `running` (a builtin
-#   write, no fork); with a timeout it then `exec`s `timeout`, so the pid is
-#   still the root of the command's process tree.  A cancelled command is
+#   write, no fork), then `exec`s `bash` (or `timeout`), so the pid is still
+#   the root of the command's process tree.  A cancelled command is
 #   ended through the control console, never through hvc0, which stays busy
 #   until the command ends.
 # - The control loop runs in the background on /dev/hvc4 (the virtconsole
@@ -85,7 +88,7 @@ __vmtui_run() {
   if [ -n "$2" ]; then
     ( echo "$1 $BASHPID" >"$__vmtui_dir/running"; exec timeout "$2" bash -c "set -euo pipefail; $__c" ) </dev/null >"$__f"; __s=$?
   else
-    ( echo "$1 $BASHPID" >"$__vmtui_dir/running"; set -euo pipefail --; eval "$__c" ) </dev/null >"$__f"; __s=$?
+    ( echo "$1 $BASHPID" >"$__vmtui_dir/running"; exec bash -c "set -euo pipefail; $__c" ) </dev/null >"$__f"; __s=$?
   fi
   : >"$__vmtui_dir/running"
   if [ -s "$__f" ]; then

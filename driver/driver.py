@@ -26,7 +26,7 @@ from driver import polling
 from driver.config import TestConfig
 from driver.errors import ConfigError, MachineError, RequestedAssertionFailed, ScriptCancelled
 from driver.events import EventBus
-from driver.logger import Logger
+from driver.logger import Logger, ScriptLogger
 from driver.machine import Machine
 from driver.parallel import run_each
 from driver.runner import pseudo_filename, register_source
@@ -266,7 +266,7 @@ class Driver:
             "machines_nspawn": [],
             "vlans": list(self.vlans),
             "driver": self,
-            "log": self.logger,
+            "log": ScriptLogger(self.logger),
             "os": os,
             "create_machine": self.create_machine,
             "subtest": self.subtest,
@@ -351,21 +351,37 @@ class Driver:
         *,
         name: str | None = None,
         keep_machine_state: bool = False,
+        keep_vm_state: bool | None = None,
     ) -> Machine:
-        """A machine from any NixOS-style start command (also the legacy dict form)."""
+        """A machine from any NixOS-style start command.
+
+        Also the historical forms NixOS scripts still use: `keep_vm_state=`
+        (the older name of `keep_machine_state`) and the legacy dict
+        (`startCommand`, `name`, `keep_vm_state`, `allow_reboot`), each with
+        a deprecation line in the log.
+        """
         allow_reboot = False
+        if keep_vm_state is not None:
+            self.logger.warning(
+                "create_machine(): 'keep_vm_state' is deprecated, use 'keep_machine_state'"
+            )
+            keep_machine_state = keep_machine_state or keep_vm_state
         if isinstance(start_command, dict):
             legacy = start_command
             self.logger.warning(
-                "create_machine({...}) with a dict is deprecated: "
-                "use create_machine(start_command, name=..., keep_machine_state=...)"
+                "Using legacy create_machine(), please instantiate the Machine class directly, instead"
             )
-            if "startCommand" not in legacy:
-                raise MachineError("create_machine: the legacy dict needs a 'startCommand'")
+            if not legacy.get("startCommand"):
+                raise MachineError(
+                    "create_machine: the legacy dict needs a 'startCommand' "
+                    "(vmtui does not build a QEMU command from 'qemuFlags'/'hda')"
+                )
             start_command = str(legacy["startCommand"])
             name = legacy.get("name", name)
-            keep_machine_state = bool(legacy.get("keepVmState", keep_machine_state))
-            allow_reboot = bool(legacy.get("allowReboot", False))
+            keep_machine_state = bool(
+                legacy.get("keep_vm_state", legacy.get("keepVmState", keep_machine_state))
+            )
+            allow_reboot = bool(legacy.get("allow_reboot", legacy.get("allowReboot", False)))
         machine_name = name or machine_name_from_start_command(start_command)
         machine = self._new_machine(machine_name, start_command, keep_machine_state)
         machine.allow_reboot = allow_reboot

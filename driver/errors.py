@@ -13,8 +13,12 @@ class TestScriptError(Exception):
     __test__ = False  # not a pytest test class
 
 
-class RequestedAssertionFailed(TestScriptError):
-    """A check in the script failed: succeed(), fail(), wait_*, t.assert*."""
+class RequestedAssertionFailed(TestScriptError, AssertionError):
+    """A check in the script failed: succeed(), fail(), wait_*, t.assert*.
+
+    Also an `AssertionError`, as in the NixOS driver since 2026, so a script's
+    `except AssertionError` catches a failed command or a wait that timed out.
+    """
 
 
 class MachineError(Exception):

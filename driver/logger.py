@@ -3,8 +3,9 @@
 It plays the part of the NixOS driver's logger (`log`, `nested`, `subtest`,
 `info`/`warning`/`error`) but prints nothing itself: every call becomes an
 event on the bus, and the front end (headless terminal log, JUnit, TUI)
-decides how to show it.  Unlike NixOS, `error()` does not exit: whether a
-failure ends the run is the runner's decision.
+decides how to show it.  Unlike NixOS, `Logger.error()` does not exit:
+whether a failure ends the run is the runner's decision.  The script's `log`
+is a `ScriptLogger`, whose `error()` ends the test as NixOS's does.
 
 Blocks nest per thread (a REPL evaluation in a paused frame may log from
 another thread while the script thread sits inside a block), and each block
@@ -15,9 +16,10 @@ from a log entry to the script.
 from __future__ import annotations
 
 import contextlib
+import sys
 import threading
 import time
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator, Mapping
 
 from driver.errors import ScriptCancelled
 from driver.events import (
@@ -59,8 +61,11 @@ class Logger:
 
     # -- plain messages --------------------------------------------------
 
-    def log(self, msg: str, machine: str | None = None, level: LogLevel = LogLevel.INFO) -> None:
-        self.bus.publish(LogMessage(message=str(msg), machine=machine, level=level))
+    def log(
+        self, msg: str, machine: str | Mapping[str, str] | None = None, level: LogLevel = LogLevel.INFO
+    ) -> None:
+        # A mapping is NixOS's attributes argument (`log.log(msg, {"machine": name})`).
+        self.bus.publish(LogMessage(message=str(msg), machine=_machine_of(machine), level=level))
 
     def debug(self, msg: str, machine: str | None = None) -> None:
         self.log(msg, machine, LogLevel.DEBUG)
@@ -123,6 +128,7 @@ class Logger:
         `attrs` is accepted for NixOS compatibility (`{"machine": name}` is
         honoured); other attributes have no event field and are dropped.
         """
+        machine = _machine_of(machine)
         if machine is None and attrs:
             machine = attrs.get("machine")
         stack = self._stack()
@@ -171,6 +177,32 @@ class Logger:
             except Exception as exc:
                 self.error(f'Test "{name}" failed with error: "{exc}"')
                 raise
+
+
+def _machine_of(machine: str | Mapping[str, str] | None) -> str | None:
+    """The machine name from a name or from NixOS-style attributes."""
+    if isinstance(machine, Mapping):
+        return machine.get("machine")
+    return machine
+
+
+class ScriptLogger:
+    """`log` as a test script sees it: the driver's logger with NixOS's
+    `error()`, which logs and then ends the test (`sys.exit(1)`).
+
+    Everything else is the driver's `Logger`; vmtui's own code keeps a
+    logger whose `error()` only logs.
+    """
+
+    def __init__(self, logger: Logger) -> None:
+        self._logger = logger
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._logger, name)
+
+    def error(self, msg: str, machine: str | Mapping[str, str] | None = None) -> None:
+        self._logger.error(msg, machine)  # type: ignore[arg-type]
+        sys.exit(1)
 
 
 def _one_line(exc: BaseException) -> str:

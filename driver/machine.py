@@ -45,6 +45,7 @@ from driver.console import ConsoleReader
 from driver.errors import BackdoorTimeout, MachineDied, MachineError, RequestedAssertionFailed, ScriptCancelled
 from driver.events import EventBus, MachineState, MachineStateChanged, WaitProgress
 from driver.monitor import Monitor, key_name, ppm_to_png
+from driver.patience import Patience
 from driver.qmp import QMPConnection
 
 # How long the guest may take from QEMU's start to the backdoor marker.
@@ -198,8 +199,9 @@ class Machine:
         self.keep_machine_state = value
 
     @property
-    def full_console_log(self) -> str:
-        return self.get_console_log()
+    def full_console_log(self) -> list[str]:
+        """The serial lines since the last start(), a list as in NixOS."""
+        return self.console.lines() if self.console is not None else []
 
     def shell_socket_path(self, n: int) -> Path:
         """The UNIX socket of spare channel `n` (guest `/dev/hvc<n>`), QEMU listening."""
@@ -211,6 +213,7 @@ class Machine:
         """Make the state directory (0700): empty, unless the machine's state is kept."""
         if not self.keep_machine_state and self.state_dir.exists():
             self.logger.log(f"deleting machine state directory {self.state_dir}", machine=self.name)
+            self.logger.log("if you want to keep the machine state, pass --keep-machine-state", machine=self.name)
             shutil.rmtree(self.state_dir)
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.state_dir.chmod(0o700)
@@ -275,7 +278,8 @@ class Machine:
 
     # -- lifecycle -------------------------------------------------------------------
 
-    def _start_argv(self) -> list[str]:
+    def _start_argv(self, allow_reboot: bool | None = None) -> list[str]:
+        """QEMU's command line; `allow_reboot` None means the machine's default."""
         state = self.state_dir
         extra = [
             "-qmp", f"unix:{_qemu_option_path(state / 'qmp')},server=on,wait=off",
@@ -298,9 +302,9 @@ class Machine:
             "-device", "virtconsole,chardev=vmtui-control",
         ]
         extra += ["-device", "virtio-rng-pci", "-serial", "stdio"]
-        if not self.allow_reboot:
+        if not (self.allow_reboot if allow_reboot is None else allow_reboot):
             extra.append("-no-reboot")
-        if "DISPLAY" not in os.environ:
+        if not any(name in os.environ for name in ("DISPLAY", "WAYLAND_DISPLAY")):
             extra.append("-nographic")
         try:
             words = shlex.split(self.start_command)
@@ -359,26 +363,26 @@ class Machine:
         it does not wait for the guest to boot (that is `connect()`).
 
         Returns at once if the machine runs already.  A machine whose QEMU
-        exited is started afresh.
+        exited is started afresh.  `allow_reboot` holds for this start only,
+        as in NixOS: a later plain `start()` gets `-no-reboot` again (unless
+        the machine was made with `allow_reboot=True`).
         """
         with self._lifecycle_lock:
             if self.booted and self.is_dead() is None:
                 return
             if self.process is not None:
                 self._teardown()
-            if allow_reboot:
-                self.allow_reboot = True
             with self.nested("starting vm"):
-                self._spawn()
+                self._spawn(allow_reboot or self.allow_reboot)
 
-    def _spawn(self) -> None:
+    def _spawn(self, allow_reboot: bool) -> None:
         self.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         for name in ("qmp", "monitor", "shell", "control", *(f"tty{n}" for n in SPARE_CHANNELS)):
             with contextlib.suppress(FileNotFoundError):
                 self._socket_path(name).unlink()
         monitor_listener = self._listen(self._socket_path("monitor"))
         shell_listener = self._listen(self._socket_path("shell"))
-        argv = self._start_argv()
+        argv = self._start_argv(allow_reboot)
         try:
             try:
                 self.process = processes.spawn(
@@ -630,7 +634,7 @@ class Machine:
 
     def execute(
         self,
-        command: str,
+        command: object,
         check_return: bool = True,
         check_output: bool = True,
         timeout: float | None = 900,
@@ -639,8 +643,10 @@ class Machine:
 
         `check_output=False` returns (-2, "") without waiting;
         `check_return=False` returns status -1.  `timeout` is guest-side
-        (`timeout N`, status 124), None for none.
+        (`timeout N`, status 124), None for none.  Any object is formatted
+        into the command line, as NixOS does (`pathlib.Path`, `int`).
         """
+        command = f"{command}"
         self._run_callbacks()
         self.connect()
         deadline = time.monotonic() + (
@@ -739,32 +745,39 @@ class Machine:
     def _poll(self, what: str, check: Callable[[bool], bool], timeout: float | None) -> None:
         """Call `check(last_try)` until it returns True; raise at `timeout`.
 
-        Polls quickly at first and backs off (see POLL_*); publishes a
-        `WaitProgress` per failed attempt; honours the cancel event.  A guest
-        that reboots meanwhile is waited for rather than treated as failure.
+        Polls quickly at first and backs off (see POLL_*), but never gives
+        up sooner than NixOS would (`driver.patience`: as many attempts and
+        as much time, however long each check takes), then makes the last
+        `check(True)`.  Publishes a `WaitProgress` per failed attempt;
+        honours the cancel event.  A guest that reboots meanwhile is waited
+        for rather than treated as failure.
         """
         started = time.monotonic()
+        patience = Patience(timeout) if timeout is not None else None
         attempts = 0
         while True:
             self._raise_if_cancelled()
-            elapsed = time.monotonic() - started
-            last_try = timeout is not None and elapsed >= timeout
+            last_try = patience is not None and patience.exhausted()
             attempts += 1
+            began = time.monotonic()
             try:
                 if check(last_try):
                     return
             except ShellRestarted:
                 if last_try:
                     raise
+            if patience is not None:
+                patience.record_attempt(time.monotonic() - began)
             elapsed = time.monotonic() - started
             self.bus.publish(WaitProgress(self.name, what, elapsed, timeout, attempts))
             if last_try:
                 raise RequestedAssertionFailed(
-                    f"{self.name}: {what}: timed out after {elapsed:.0f} seconds (timeout={timeout})"
+                    f"{self.name}: {what}: action timed out after {elapsed:.2f} seconds (timeout={timeout})"
                 )
             interval = min(max(POLL_MIN, elapsed * POLL_FRACTION), POLL_MAX)
-            if timeout is not None:
-                interval = min(interval, max(0.0, timeout - elapsed))
+            if patience is not None and patience.attempts >= patience.timeout:
+                # Only time is missing: make the last try when it is up.
+                interval = min(interval, patience.remaining())
             self._sleep(interval)
 
     def wait_until_succeeds(self, command: str, timeout: int | float = 900) -> str:
@@ -919,7 +932,7 @@ class Machine:
             status, _ = self.execute(f"nc {flags} {addr}")
             return status == 0
 
-        what = f"waiting for UNIX socket {addr}"
+        what = f"waiting for UNIX-domain {'datagram' if is_datagram else 'stream'} on '{addr}'"
         with self.nested(what):
             self._poll(what, check, timeout)
 
@@ -963,8 +976,9 @@ class Machine:
 
     # -- monitor, keys, screen ------------------------------------------------------------
 
-    def send_monitor_command(self, command: str) -> str:
+    def send_monitor_command(self, command: object) -> str:
         """Run an HMP command; returns its output."""
+        command = f"{command}"
         self._run_callbacks()
         if not self.booted:
             self.start()
@@ -1075,7 +1089,7 @@ class Machine:
                 self.log(f"Last chance to match {regexp} on the window list, which currently contains: {', '.join(names)}")
             return any(pattern.search(name) for name in names)
 
-        what = f"waiting for a window to appear matching {regexp}"
+        what = "waiting for a window to appear"
         with self.nested(what):
             self._poll(what, check, timeout)
 

@@ -1,10 +1,11 @@
 """`retry` and `polling_condition`, with the NixOS test driver's semantics.
 
-`retry(fn)` calls `fn(False)` about once a second until it returns something
-true; when the time is up it calls `fn(True)` once more (so the callback can
-log diagnostics) and raises `RequestedAssertionFailed` unless that last call
-succeeded.  Time is measured with a monotonic clock, and every sleep ends
-early when the run is cancelled.
+`retry(fn)` calls `fn(False)` once a second until it returns something
+true; when NixOS would give up (`driver.patience`: never fewer attempts or
+less time, however long each call takes) it calls `fn(True)` once more (so
+the callback can log diagnostics) and raises `RequestedAssertionFailed`
+unless that last call succeeded.  Time is measured with a monotonic clock,
+and every sleep ends early when the run is cancelled.
 
 A polling condition is a check that must keep holding while a block runs::
 
@@ -30,6 +31,7 @@ from typing import Any, Callable
 from driver.errors import PollingConditionError, RequestedAssertionFailed, ScriptCancelled
 from driver.events import EventBus
 from driver.logger import Logger
+from driver.patience import Patience
 
 DEFAULT_RETRY_TIMEOUT = 900.0
 
@@ -80,22 +82,22 @@ def retry(
     """
     if timeout is not None:
         timeout_seconds = timeout
-    started = time.monotonic()
-    attempts = 0
+    # Never fewer attempts, nor less time, than NixOS gives (driver.patience).
+    patience = Patience(timeout_seconds)
     raise_if_cancelled(cancel_event)
-    while time.monotonic() - started < timeout_seconds:
-        attempts += 1
+    while not patience.exhausted():
+        began = time.monotonic()
         if fn(False):
             return
+        patience.record_attempt(time.monotonic() - began)
         if on_attempt is not None:
-            on_attempt(attempts, time.monotonic() - started)
+            on_attempt(patience.attempts, patience.elapsed())
         cancellable_sleep(interval, cancel_event)
     # The last call is told it is the last one, so it can explain the failure.
     if fn(True):
         return
-    elapsed = time.monotonic() - started
     raise RequestedAssertionFailed(
-        f"action timed out after {elapsed:.0f} seconds (timeout={timeout_seconds})"
+        f"action timed out after {patience.elapsed():.2f} seconds (timeout={timeout_seconds})"
     )
 
 
@@ -139,11 +141,13 @@ class PollingCondition:
         self.condition = condition
         self.logger = logger
         self.seconds_interval = seconds_interval
+        # As NixOS: the docstring as it is (not stripped), else the name.
         if description is not None:
             self.description = str(description)
+        elif condition.__doc__:
+            self.description = condition.__doc__
         else:
-            doc = (condition.__doc__ or "").strip()
-            self.description = doc or getattr(condition, "__name__", repr(condition))
+            self.description = getattr(condition, "__name__", repr(condition))
         self.last_called = float("-inf")
         # The condition itself usually calls execute(), which checks active
         # conditions again: this guard stops that recursion.
@@ -179,12 +183,12 @@ class PollingCondition:
             return True
         self._checking.active = True
         try:
-            with self.logger.nested(f"checking polling condition {self.description!r}"):
+            with self.logger.nested(f"Checking polling condition {self.description!r}"):
                 since = time.monotonic() - self.last_called
                 if since == float("inf"):
-                    self.logger.info("(not checked yet)")
+                    self.logger.info("(not called yet)")
                 else:
-                    self.logger.info(f"time since last check: {since:.2f}s")
+                    self.logger.info(f"Time since last: {since:.2f}s")
                 try:
                     result = self.condition()
                 except ScriptCancelled:
@@ -203,7 +207,7 @@ class PollingCondition:
 
     def status_message(self, holds: bool) -> str:
         verdict = "succeeded" if holds else "failed"
-        return f"polling condition {verdict}: {self.description}"
+        return f"Polling condition {verdict}: {self.description}"
 
     def maybe_raise(self) -> None:
         if not self.check():
@@ -211,8 +215,17 @@ class PollingCondition:
 
     def wait(self, timeout: float = DEFAULT_RETRY_TIMEOUT) -> None:
         """Block until the condition holds (checked about once a second)."""
+
+        def attempt(last: bool) -> bool:
+            if last:
+                self.logger.info(f"Last chance for {self.description}")
+            holds = self.check(force=True)
+            if not holds and not last:
+                self.logger.info(f"({self.description} failure not fatal yet)")
+            return holds
+
         with self.logger.nested(f"waiting for {self.description}"):
-            retry(lambda _last: self.check(force=True), timeout_seconds=timeout)
+            retry(attempt, timeout_seconds=timeout)
 
 
 def polling_condition(

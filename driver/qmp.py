@@ -27,6 +27,12 @@ _WAIT_SLICE = 0.1
 DEFAULT_COMMAND_TIMEOUT = 300.0
 
 
+class QMPEventTimeout(RequestedAssertionFailed, TimeoutError):
+    """No matching QMP event in time: a failed check for vmtui, and the
+    `TimeoutError` that NixOS's `wait_for_qmp_event` raises, for scripts
+    that catch that."""
+
+
 class QMPConnection:
     """One QMP session to one QEMU, usable from any thread."""
 
@@ -155,7 +161,7 @@ class QMPConnection:
                 if deadline is not None:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        raise RequestedAssertionFailed(
+                        raise QMPEventTimeout(
                             f"{self.machine}: no matching QMP event within {timeout} seconds"
                         )
                     slice_ = min(slice_, remaining)

@@ -80,7 +80,7 @@ def test_waits(two_nodes: VMNetwork) -> None:
     assert client.wait_until_succeeds("test -e /tmp/later && echo there", timeout=60) == "there\n"
     client.succeed("(sleep 1; rm /tmp/later) >/dev/null 2>&1 &")
     client.wait_until_fails("test -e /tmp/later", timeout=60)
-    with pytest.raises(RequestedAssertionFailed, match="client: waiting for file '/nonexistent': timed out"):
+    with pytest.raises(RequestedAssertionFailed, match="client: waiting for file '/nonexistent': action timed out"):
         client.wait_for_file("/nonexistent", timeout=1)
 
 

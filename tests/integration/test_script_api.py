@@ -118,7 +118,7 @@ def test_a_nixos_style_script_passes(driver: Driver, recorder: Recorder) -> None
     assert runner.namespace is not None
     seen = runner.namespace["seen"]
     assert [last for _, last in seen] == [False, False, False]
-    checks = [e for e in recorder.events if isinstance(e, LogMessage) and "polling condition succeeded" in e.message]
+    checks = [e for e in recorder.events if isinstance(e, LogMessage) and "Polling condition succeeded" in e.message]
     assert len(checks) >= 2
 
 
@@ -137,7 +137,7 @@ def test_a_failing_polling_condition_fails_the_next_command(driver: Driver, reco
         """,
     )
     assert not result.ok
-    assert result.error == "PollingConditionError: polling condition failed: the marker exists"
+    assert result.error == "PollingConditionError: Polling condition failed: the marker exists"
     assert result.error_line == 8
 
 

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from driver.backdoor import Backdoor, command_line, format_timeout
+from driver.backdoor import _HELPER, Backdoor, command_line, format_timeout
 
 GUEST_SHELL = "echo 'some boot noise'; echo 'Spawning backdoor root shell...'; exec bash --norc"
 
@@ -131,16 +131,45 @@ def test_many_commands_cross_the_cleanup_batch(shell: Backdoor) -> None:
         assert shell.run(f"echo {index}") == (0, f"{index}\n")
 
 
+def test_commands_run_as_bash_c_like_nixos(shell: Backdoor) -> None:
+    # NixOS runs `bash -c 'set -euo pipefail; <command>'`: $0 is bash, $- has
+    # c (and e, u from the strict mode), and there are no positional parameters.
+    status, out = shell.run('echo "$0"; echo "$-"; echo "$#"')
+    name, flags, count = out.splitlines()
+    assert status == 0 and name == "bash" and count == "0"
+    assert "c" in flags and "e" in flags and "u" in flags
+    assert shell.run('[[ -o pipefail ]] && echo on') == (0, "on\n")
+
+
+def test_commands_do_not_see_the_helper(shell: Backdoor) -> None:
+    status, out = shell.run("compgen -A function | grep -c __vmtui || true; compgen -v | grep -c __vmtui || true")
+    assert (status, out) == (0, "0\n0\n")
+    assert shell.run("__vmtui_run 1 '' true")[0] == 127
+
+
+def _helper_dir_of_parent() -> str:
+    # The command's parent is the backdoor shell; the helper's directory is
+    # named after that shell's pid, on the first writable of these.
+    return 'for d in /dev/shm /run /tmp; do [ -d "$d/.vmtui-backdoor-$PPID" ] && { echo "$d/.vmtui-backdoor-$PPID"; break; }; done'
+
+
 def test_the_running_command_is_recorded_for_the_control_loop(shell: Backdoor) -> None:
     # While a command runs, `running` names its request id and the pid at
-    # the root of its process tree (the subshell, which is `$BASHPID` inside).
-    status, out = shell.run('echo "$BASHPID"; cat "$__vmtui_dir/running"')
+    # the root of its process tree (the `bash -c` the subshell became: `$$`).
+    status, out = shell.run(f'echo "$$"; cat "$({_helper_dir_of_parent()})/running"')
     pid, recorded = out.splitlines()
     assert status == 0 and recorded == f"{shell._next_id - 1} {pid}"
 
 
+def _kill_tree_function() -> str:
+    """The helper's `__vmtui_kill_tree`, for running it inside a test command."""
+    start = _HELPER.index("__vmtui_kill_tree() {")
+    end = _HELPER.index("\n}\n", start) + 3
+    return _HELPER[start:end]
+
+
 def test_kill_tree_ends_a_command_and_everything_it_started(shell: Backdoor) -> None:
-    script = """
+    script = _kill_tree_function() + """
     (sleep 300 & sleep 300; true) & root=$!
     for _ in $(seq 50); do [ -n "$(cat /proc/*/stat 2>/dev/null | awk -v p=$root '$4 == p' )" ] && break; sleep 0.1; done
     kids=$(awk -v p=$root '$4 == p { print $1 }' /proc/[0-9]*/stat 2>/dev/null)

@@ -205,6 +205,23 @@ def test_allow_reboot_and_display(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert "-no-reboot" not in argv and "-nographic" not in argv
 
 
+def test_allow_reboot_of_one_start_and_wayland(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
+    machine, _ = make_machine(tmp_path)
+    # start(allow_reboot=True) passes it for that start only; the machine's
+    # own default stays what it was.
+    assert "-no-reboot" not in machine._start_argv(True)
+    assert "-no-reboot" in machine._start_argv() and not machine.allow_reboot
+    # NixOS adds -nographic only without DISPLAY and WAYLAND_DISPLAY.
+    assert "-nographic" not in machine._start_argv()
+
+
+def test_full_console_log_is_a_list_before_any_start(tmp_path: Path) -> None:
+    machine, _ = make_machine(tmp_path)
+    assert machine.full_console_log == [] and machine.get_console_log() == ""
+
+
 def test_command_line_start_commands_go_through_bash(tmp_path: Path) -> None:
     machine, _ = make_machine(tmp_path, start_command="QEMU_OPTS='-m 512' /x/run-node1-vm")
     argv = machine._start_argv()

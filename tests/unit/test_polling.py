@@ -33,7 +33,7 @@ def test_retry_returns_as_soon_as_fn_succeeds() -> None:
 
 def test_retry_makes_a_last_call_then_raises() -> None:
     calls: list[bool] = []
-    with pytest.raises(RequestedAssertionFailed, match=r"action timed out after \d+ seconds \(timeout=0\)"):
+    with pytest.raises(RequestedAssertionFailed, match=r"^action timed out after \d+\.\d\d seconds \(timeout=0\)$"):
         polling.retry(lambda last: calls.append(last), timeout_seconds=0, interval=0)
     assert calls == [True]
 
@@ -95,6 +95,15 @@ def test_polling_condition_as_bare_decorator_uses_docstring() -> None:
     assert isinstance(healthy, polling.PollingCondition)
     assert healthy.description == "server answers"
 
+    @polling.polling_condition
+    def spaced() -> None:
+        """
+        the server answers
+        """
+
+    # NixOS takes the docstring as it is, and so does the failure message.
+    assert spaced.description == "\n        the server answers\n        "
+
 
 def test_polling_condition_with_arguments_and_direct_call() -> None:
     logger, _ = make_logger()
@@ -123,11 +132,14 @@ def test_active_condition_is_checked_when_overdue_and_raises_on_failure() -> Non
         polling.check_active_conditions()
         assert state["calls"] == 1
         state["ok"] = False
-        with pytest.raises(PollingConditionError, match="polling condition failed: check"):
+        with pytest.raises(PollingConditionError, match="^Polling condition failed: check$"):
             polling.check_active_conditions()
     assert polling.active_conditions() == ()
     titles = [e.title for e in events if isinstance(e, BlockOpened)]
-    assert titles[0] == "checking polling condition 'check'"
+    assert titles[0] == "Checking polling condition 'check'"
+    messages = [e.message for e in events if isinstance(e, LogMessage)]
+    assert messages[:2] == ["(not called yet)", "Polling condition succeeded: check"]
+    assert messages[2].startswith("Time since last: ") and messages[2].endswith("s")
 
 
 def test_condition_is_not_rechecked_before_its_interval() -> None:
@@ -179,3 +191,35 @@ def test_wait_times_out() -> None:
     condition = polling.polling_condition(lambda: False, logger=logger)
     with pytest.raises(RequestedAssertionFailed, match="timed out"):
         condition.wait(timeout=0)
+
+
+def test_wait_logs_last_chance_and_not_fatal_yet_like_nixos() -> None:
+    logger, events = make_logger()
+    condition = polling.polling_condition(lambda: False, description="db up", logger=logger)
+    with pytest.raises(RequestedAssertionFailed, match="action timed out"):
+        condition.wait(timeout=1)
+    messages = [e.message for e in events if isinstance(e, LogMessage)]
+    assert "(db up failure not fatal yet)" in messages
+    assert messages.count("Last chance for db up") == 1
+
+
+def test_retry_gives_a_slow_check_as_many_attempts_as_nixos(monkeypatch: pytest.MonkeyPatch) -> None:
+    # NixOS: `timeout` calls of fn(False) one second apart, however long each
+    # takes, then fn(True).  A check taking 3 s with timeout=4 gets 4 + 1
+    # calls there; a driver that only watched the clock would give 2.
+    clock = {"now": 1000.0}
+    monkeypatch.setattr(polling.time, "monotonic", lambda: clock["now"])
+    monkeypatch.setattr("driver.patience.time.monotonic", lambda: clock["now"])
+    monkeypatch.setattr(polling, "cancellable_sleep", lambda seconds, _event=None: clock.__setitem__("now", clock["now"] + seconds))
+    calls: list[bool] = []
+
+    def slow(last: bool) -> bool:
+        calls.append(last)
+        clock["now"] += 3.0
+        return False
+
+    with pytest.raises(RequestedAssertionFailed):
+        polling.retry(slow, timeout_seconds=4)
+    assert calls.count(False) >= 4 and calls[-1] is True and calls.count(True) == 1
+    # ... and at least as long as NixOS's 4 x (3 s + 1 s).
+    assert clock["now"] - 1000.0 >= 16.0

@@ -26,7 +26,7 @@ from driver.driver import (
     pythonize_name,
 )
 from driver.errors import ConfigError, RequestedAssertionFailed
-from driver.events import EventBus, LogLevel, LogMessage
+from driver.events import BlockOpened, EventBus, LogLevel, LogMessage
 from driver.machine import Machine
 from driver.runner import ScriptRunner
 from driver.stepper import Stepper
@@ -76,7 +76,7 @@ def test_symbols_are_the_nixos_globals(driver: Driver) -> None:
     assert symbols["web_server"].name == "web-server"
     assert [m.name for m in symbols["machines"]] == ["db", "web-server"]
     assert "machine" not in symbols  # only with exactly one node
-    assert symbols["driver"] is driver and symbols["log"] is driver.logger and symbols["os"] is os
+    assert symbols["driver"] is driver and symbols["log"]._logger is driver.logger and symbols["os"] is os
     assert symbols["Machine"] is Machine and symbols["QemuMachine"] is Machine
     assert symbols["retry"] is polling.retry
     assert set(symbols) == expected_symbol_names(driver.config)
@@ -191,3 +191,34 @@ def test_preflight_wants_vde_switch_for_vlans(config: Config, monkeypatch: pytes
     monkeypatch.setenv("PATH", "/nonexistent")
     with pytest.raises(ConfigError, match="vde_switch not found"):
         preflight(config)
+
+
+def test_create_machine_historical_forms_nixos_still_accepts(driver: Driver, start_script: Path) -> None:
+    create = driver.test_symbols()["create_machine"]
+    events: list[object] = []
+    driver.bus.subscribe(events.append)
+    # The keyword of the 2021-2025 drivers.
+    kept = create(str(start_script), name="kept", keep_vm_state=True)
+    assert kept.keep_machine_state and kept.keep_vm_state
+    # The legacy dict, with the keys NixOS read from it.
+    legacy = create({"startCommand": str(start_script), "name": "old", "keep_vm_state": True, "allow_reboot": True})
+    assert legacy.name == "old" and legacy.keep_machine_state and legacy.allow_reboot
+    warnings = [e.message for e in events if isinstance(e, LogMessage) and e.level == LogLevel.WARNING]
+    assert any("keep_vm_state" in w and "deprecated" in w for w in warnings)
+    assert "Using legacy create_machine(), please instantiate the Machine class directly, instead" in warnings
+
+
+def test_script_log_error_ends_the_test_like_nixos(driver: Driver) -> None:
+    log = driver.test_symbols()["log"]
+    events: list[object] = []
+    driver.bus.subscribe(events.append)
+    with pytest.raises(SystemExit) as ended:
+        log.error("giving up")
+    assert ended.value.code == 1
+    # NixOS's attributes argument names the machine.
+    log.log("hello", {"machine": "web"})
+    with log.nested("block", {"machine": "web"}):
+        pass
+    messages = [(e.message, e.machine, e.level) for e in events if isinstance(e, LogMessage)]
+    assert messages == [("giving up", None, LogLevel.ERROR), ("hello", "web", LogLevel.INFO)]
+    assert [e.machine for e in events if isinstance(e, BlockOpened)] == ["web"]
