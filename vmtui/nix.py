@@ -19,19 +19,18 @@ A `.nix` file can be any of:
 
 from __future__ import annotations
 
-import atexit
 import itertools
 import json
 import re
 import shutil
 import subprocess
-import tempfile
 import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from driver import scratch
 from driver.config import TestConfig
 from driver.errors import ConfigError
 from driver.wrapper import load_driver_result, read_driver_result
@@ -42,7 +41,8 @@ _DRIVER_ATTRS = ("driverInteractive", "driver")
 
 # Out-links of this process's builds: each is a GC root (Nix registers it),
 # so `nix-collect-garbage` during a session cannot delete a driver or a start
-# script whose VM still runs.  Removed when vmtui exits.
+# script whose VM still runs.  Removed when vmtui exits, however it exits
+# (`driver.scratch`).
 _gc_roots: Path | None = None
 _gc_root_numbers = itertools.count(1)
 _gc_roots_lock = threading.Lock()
@@ -53,9 +53,18 @@ def _next_out_link() -> Path:
     global _gc_roots
     with _gc_roots_lock:
         if _gc_roots is None:
-            _gc_roots = Path(tempfile.mkdtemp(prefix="vmtui-gcroots-"))
-            atexit.register(shutil.rmtree, _gc_roots, ignore_errors=True)
+            _gc_roots = scratch.make_temp_dir("vmtui-gcroots-")
         return _gc_roots / f"driver-{next(_gc_root_numbers)}"
+
+
+def release_gc_roots() -> None:
+    """Drop the GC roots of every build so far (nothing built may still run)."""
+    global _gc_roots
+    with _gc_roots_lock:
+        if _gc_roots is not None:
+            scratch.remove(_gc_roots)
+            _gc_roots = None
+
 _FLAKE_FEATURES = ["--extra-experimental-features", "nix-command flakes"]
 
 
