@@ -269,6 +269,58 @@ def test_paths_that_are_not_drivers(tmp_path: Path) -> None:
         load_driver_result(binary)
 
 
+# -- which program in bin/ is the driver ----------------------------------------
+
+
+def _decoy(drv: Path, name: str) -> Path:
+    """A program in the driver's bin/ that is not its wrapper."""
+    path = drv / "bin" / name
+    path.write_text("#!/bin/sh\necho not the driver\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_run_nixos_test_is_found_by_scanning_bin(store: nf.FakeStore) -> None:
+    drv = nf.write_driver(store, era="json-config", name="todos", vms=_two_nodes(store), script=SCRIPT, program="run-nixos-test")
+    invocation = read_driver_result(drv)
+    assert [n.name for n in invocation.config.nodes] == ["client", "server"]
+    assert str(drv / "bin" / "run-nixos-test") in invocation.config.notes[0]
+
+
+def test_a_lone_program_is_taken_whatever_its_name(store: nf.FakeStore) -> None:
+    drv = nf.write_driver(store, era="env-var", name="todos", vms=_two_nodes(store), script=SCRIPT, program="run-todos")
+    assert [n.name for n in load_driver_result(drv).nodes] == ["client", "server"]
+
+
+def test_among_several_programs_a_known_name_wins(store: nf.FakeStore) -> None:
+    drv = nf.write_driver(store, era="json-config", name="todos", vms=_two_nodes(store), script=SCRIPT)
+    _decoy(drv, "helper")
+    _decoy(drv, "zzz")
+    assert [n.name for n in load_driver_result(drv).nodes] == ["client", "server"]
+
+
+def test_main_program_names_the_wrapper(store: nf.FakeStore) -> None:
+    # bin/nixos-test-driver is there but is not the wrapper: only meta.mainProgram says so.
+    drv = nf.write_driver(store, era="json-config", name="todos", vms=_two_nodes(store), script=SCRIPT, program="run-nixos-test")
+    _decoy(drv, "nixos-test-driver")
+    with pytest.raises(ConfigError, match="bin/nixos-test-driver: no exec line"):
+        read_driver_result(drv)
+    invocation = read_driver_result(drv, main_program="run-nixos-test")
+    assert [n.name for n in invocation.config.nodes] == ["client", "server"]
+    with pytest.raises(ConfigError, match="meta.mainProgram is 'run-tests', but it has no bin/run-tests"):
+        read_driver_result(drv, main_program="run-tests")
+
+
+def test_several_unknown_programs_are_named_in_the_error(tmp_path: Path) -> None:
+    drv = tmp_path / "driver"
+    (drv / "bin").mkdir(parents=True)
+    for name in ("run-a", "run-b"):
+        _decoy(drv, name)
+    (drv / "bin" / ".run-a-wrapped").symlink_to(drv / "bin" / "run-a")
+    with pytest.raises(ConfigError, match=r"several programs \(run-a, run-b\); open the one"):
+        load_driver_result(drv)
+
+
 # -- vmtui as the driver program (drop-in) ------------------------------------
 
 
@@ -373,4 +425,6 @@ def test_drop_in_errors(files: dict[str, str]) -> None:
 def test_driver_program_names() -> None:
     assert is_driver_program_name("/nix/store/x-nixos-test-driver-t/bin/nixos-test-driver")
     assert is_driver_program_name(".nixos-test-driver-wrapped")
+    assert is_driver_program_name("/nix/store/x-vm-test-run-t/bin/run-nixos-test")
+    assert is_driver_program_name(".run-nixos-test-wrapped")
     assert not is_driver_program_name("/usr/bin/vmtui")
