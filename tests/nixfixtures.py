@@ -516,6 +516,7 @@ def write_real_nix_test(
     vlans: Sequence[int] = (1,),
     global_timeout: int = 3600,
     build_fails: bool = False,
+    program: str = "nixos-test-driver",
 ) -> Path:
     """A `.nix` file whose `driverInteractive` real Nix builds into a driver output.
 
@@ -523,10 +524,13 @@ def write_real_nix_test(
     its own `nixos-vm` derivation with `bin/run-<name>-vm`; the driver output
     holds `test-script` and a makeWrapper-style `bin/nixos-test-driver` of the
     given era, referring to those store paths exactly as nixpkgs' would.
+    Another `program` name puts the wrapper there instead, names it in the
+    derivation's `meta.mainProgram`, and leaves a `bin/nixos-test-driver` that
+    is not a driver (so only the meta tells which program to read).
     """
     names = sorted(start_scripts)
     vm_exe = {n: f"@VM_{n}@/bin/run-{n}-vm" for n in names}
-    hidden = "@OUT@/bin/.nixos-test-driver-wrapped"
+    hidden = f"@OUT@/bin/.{program}-wrapped"
     if era == "env-var":
         exports = [
             ("startScripts", " ".join(vm_exe[n] for n in names)),
@@ -558,6 +562,11 @@ def write_real_nix_test(
     fail = (
         "echo 'testScriptWithTypes:1: error: Name \"clinet\" is not defined'; exit 1" if build_fails else ""
     )
+    decoy = ""
+    meta = ""
+    if program != "nixos-test-driver":
+        decoy = "printf '#!/bin/sh\\necho a helper\\n' > $out/bin/nixos-test-driver; /bin/chmod +x $out/bin/nixos-test-driver"
+        meta = f" // {{ meta.mainProgram = {nix_string(program)}; }}"
     text = f"""\
 # Written by tests/nixfixtures.py: a stand-in for a NixOS test's driver, for real Nix.
 {{ }}:
@@ -577,12 +586,13 @@ in
     {fail}
     /bin/mkdir -p $out/bin
     /bin/cp ${{testScript}} $out/test-script
-    /bin/ln -s /nix/store/not-here/bin/nixos-test-driver $out/bin/.nixos-test-driver-wrapped
-    printf '%s' "$wrapper" > $out/bin/nixos-test-driver
-    /bin/chmod +x $out/bin/nixos-test-driver
+    /bin/ln -s /nix/store/not-here/bin/nixos-test-driver $out/bin/.{program}-wrapped
+    printf '%s' "$wrapper" > $out/bin/{program}
+    /bin/chmod +x $out/bin/{program}
+    {decoy}
   '' "nixos-test-driver-todos" {{
     wrapper = builtins.replaceStrings [ "@OUT@" "@CONFIG@" ] [ (builtins.placeholder "out") "${{config}}" ] (subst {nix_string(wrapper)});
-  }};
+  }}{meta};
 }}
 """
     path = directory / "todos.nix"
