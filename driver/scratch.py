@@ -13,23 +13,30 @@ import atexit
 import shutil
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 _lock = threading.Lock()
 _dirs: set[Path] = set()
-_atexit_registered = False
 
 
 def make_temp_dir(prefix: str, base: Path | None = None) -> Path:
     """A fresh private directory (mode 0700) in `base` (the temp dir by default)."""
-    global _atexit_registered
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=base))
     with _lock:
         _dirs.add(path)
-        if not _atexit_registered:
-            _atexit_registered = True
-            atexit.register(remove_all)
     return path
+
+
+@contextmanager
+def temp_dir(prefix: str, base: Path | None = None) -> Iterator[Path]:
+    """`make_temp_dir` for a `with` block: removed when the block ends, or when vmtui does."""
+    path = make_temp_dir(prefix, base)
+    try:
+        yield path
+    finally:
+        remove(path)
 
 
 def remove(path: Path) -> None:
@@ -61,3 +68,8 @@ def _rmtree(path: Path) -> None:
         shutil.rmtree(path, ignore_errors=True)
         if not path.exists():
             return
+
+
+# Registered at import, before `driver.processes` registers its cleanup: exit
+# handlers run last-registered first, so children end before this runs.
+atexit.register(remove_all)
