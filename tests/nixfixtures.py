@@ -565,7 +565,10 @@ def write_real_nix_test(
     decoy = ""
     meta = ""
     if program != "nixos-test-driver":
-        decoy = "printf '#!/bin/sh\\necho a helper\\n' > $out/bin/nixos-test-driver; /bin/chmod +x $out/bin/nixos-test-driver"
+        decoy = (
+            "printf '#!/bin/sh\\necho a helper\\n' > $out/bin/nixos-test-driver;"
+            " /bin/chmod +x $out/bin/nixos-test-driver"
+        )
         meta = f" // {{ meta.mainProgram = {nix_string(program)}; }}"
     text = f"""\
 # Written by tests/nixfixtures.py: a stand-in for a NixOS test's driver, for real Nix.

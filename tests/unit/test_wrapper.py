@@ -281,14 +281,18 @@ def _decoy(drv: Path, name: str) -> Path:
 
 
 def test_run_nixos_test_is_found_by_scanning_bin(store: nf.FakeStore) -> None:
-    drv = nf.write_driver(store, era="json-config", name="todos", vms=_two_nodes(store), script=SCRIPT, program="run-nixos-test")
+    drv = nf.write_driver(
+        store, era="json-config", name="todos", vms=_two_nodes(store), script=SCRIPT, program="run-nixos-test"
+    )
     invocation = read_driver_result(drv)
     assert [n.name for n in invocation.config.nodes] == ["client", "server"]
     assert str(drv / "bin" / "run-nixos-test") in invocation.config.notes[0]
 
 
 def test_a_lone_program_is_taken_whatever_its_name(store: nf.FakeStore) -> None:
-    drv = nf.write_driver(store, era="env-var", name="todos", vms=_two_nodes(store), script=SCRIPT, program="run-todos")
+    drv = nf.write_driver(
+        store, era="env-var", name="todos", vms=_two_nodes(store), script=SCRIPT, program="run-todos"
+    )
     assert [n.name for n in load_driver_result(drv).nodes] == ["client", "server"]
 
 
@@ -301,7 +305,9 @@ def test_among_several_programs_a_known_name_wins(store: nf.FakeStore) -> None:
 
 def test_main_program_names_the_wrapper(store: nf.FakeStore) -> None:
     # bin/nixos-test-driver is there but is not the wrapper: only meta.mainProgram says so.
-    drv = nf.write_driver(store, era="json-config", name="todos", vms=_two_nodes(store), script=SCRIPT, program="run-nixos-test")
+    drv = nf.write_driver(
+        store, era="json-config", name="todos", vms=_two_nodes(store), script=SCRIPT, program="run-nixos-test"
+    )
     _decoy(drv, "nixos-test-driver")
     with pytest.raises(ConfigError, match="bin/nixos-test-driver: no exec line"):
         read_driver_result(drv)
