@@ -594,40 +594,40 @@ def _locate_wrapper(path: Path, main_program: str | None = None) -> tuple[Path, 
         if not wrapper.is_file():
             raise ConfigError(f"{path}: its meta.mainProgram is {main_program!r}, but it has no bin/{main_program}")
         return wrapper, path
-    if (path / "test-results.xml").exists() or (path / "log.html").exists():
-        raise ConfigError(
-            f"{path} is the output of a test run, not a driver; build the test's"
-            " `driverInteractive` (or `driver`) attribute and open that"
-        )
-    return find_driver_program(path), path
+    try:
+        return find_driver_program(path), path
+    except ConfigError:
+        if (path / "test-results.xml").exists() or (path / "log.html").exists():
+            raise ConfigError(
+                f"{path} is the output of a test run, not a driver; build the test's"
+                " `driverInteractive` (or `driver`) attribute and open that"
+            ) from None
+        raise
 
 
 def find_driver_program(drv_dir: Path) -> Path:
     """The program of a built driver, when nothing names it: scan `bin/`.
 
-    A driver's interactive program has been `bin/nixos-test-driver` and, in
-    newer nixpkgs, `bin/run-nixos-test`.  A lone program in `bin/` is taken
-    whatever its name; among several, a known name wins.  makeWrapper's hidden
-    `.<name>-wrapped` programs never count.
+    A driver's program has been `bin/nixos-test-driver` and, in newer
+    nixpkgs, `bin/run-nixos-test`; the first of those present wins.  Any other
+    name needs its path given (or the derivation's `meta.mainProgram`): a
+    lone `bin/hello` is far likelier a package than a test driver.
     """
     bin_dir = drv_dir / "bin"
+    for name in INTERACTIVE_PROGRAM_NAMES:
+        if (bin_dir / name).is_file():
+            return bin_dir / name
+    known = " or ".join(f"bin/{name}" for name in INTERACTIVE_PROGRAM_NAMES)
     programs = sorted(
-        entry
+        entry.name
         for entry in (bin_dir.iterdir() if bin_dir.is_dir() else [])
         if not entry.name.startswith(".") and entry.is_file() and os.access(entry, os.X_OK)
     )
-    if len(programs) == 1:
-        return programs[0]
-    for name in INTERACTIVE_PROGRAM_NAMES:
-        if bin_dir.joinpath(name) in programs:
-            return bin_dir / name
-    known = " or ".join(f"bin/{name}" for name in INTERACTIVE_PROGRAM_NAMES)
     if not programs:
         raise ConfigError(f"{drv_dir} has no {known}; it is not a built NixOS test driver")
-    names = ", ".join(p.name for p in programs)
     raise ConfigError(
-        f"{drv_dir} has no {known}, and bin/ holds several programs ({names}); open the one"
-        f" that runs the test: vmtui {bin_dir}/<program>"
+        f"{drv_dir} has no {known} (its bin/ holds {', '.join(programs)}); if one of those"
+        f" runs the test, open it: vmtui {bin_dir}/<program>"
     )
 
 

@@ -289,17 +289,23 @@ def test_run_nixos_test_is_found_by_scanning_bin(store: nf.FakeStore) -> None:
     assert str(drv / "bin" / "run-nixos-test") in invocation.config.notes[0]
 
 
-def test_a_lone_program_is_taken_whatever_its_name(store: nf.FakeStore) -> None:
+def test_another_program_name_is_named_in_the_error_and_read_through_its_path(store: nf.FakeStore) -> None:
     drv = nf.write_driver(
         store, era="env-var", name="todos", vms=_two_nodes(store), script=SCRIPT, program="run-todos"
     )
-    assert [n.name for n in load_driver_result(drv).nodes] == ["client", "server"]
+    _decoy(drv, "helper")
+    holds = r"no bin/nixos-test-driver or bin/run-nixos-test \(its bin/ holds helper, run-todos\)"
+    with pytest.raises(ConfigError, match=holds):
+        load_driver_result(drv)
+    assert [n.name for n in load_driver_result(drv / "bin" / "run-todos").nodes] == ["client", "server"]
 
 
 def test_among_several_programs_a_known_name_wins(store: nf.FakeStore) -> None:
-    drv = nf.write_driver(store, era="json-config", name="todos", vms=_two_nodes(store), script=SCRIPT)
+    drv = nf.write_driver(
+        store, era="json-config", name="todos", vms=_two_nodes(store), script=SCRIPT, program="run-nixos-test"
+    )
     _decoy(drv, "helper")
-    _decoy(drv, "zzz")
+    _decoy(drv, "aaa")
     assert [n.name for n in load_driver_result(drv).nodes] == ["client", "server"]
 
 
@@ -317,13 +323,12 @@ def test_main_program_names_the_wrapper(store: nf.FakeStore) -> None:
         read_driver_result(drv, main_program="run-tests")
 
 
-def test_several_unknown_programs_are_named_in_the_error(tmp_path: Path) -> None:
-    drv = tmp_path / "driver"
+def test_a_package_that_is_not_a_driver_is_named_as_such(tmp_path: Path) -> None:
+    drv = tmp_path / "hello"
     (drv / "bin").mkdir(parents=True)
-    for name in ("run-a", "run-b"):
-        _decoy(drv, name)
-    (drv / "bin" / ".run-a-wrapped").symlink_to(drv / "bin" / "run-a")
-    with pytest.raises(ConfigError, match=r"several programs \(run-a, run-b\); open the one"):
+    _decoy(drv, "hello")
+    (drv / "bin" / ".hello-wrapped").symlink_to(drv / "bin" / "hello")
+    with pytest.raises(ConfigError, match=r"no bin/nixos-test-driver or bin/run-nixos-test \(its bin/ holds hello\)"):
         load_driver_result(drv)
 
 
