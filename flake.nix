@@ -29,27 +29,36 @@
     in
     {
       overlays = {
-        # Adds `pkgs.vmtui`.
-        default = final: _prev: {
+        # Adds `pkgs.vmtui`, and `pkgs.vmtui-nixos-test-driver`: vmtui in the
+        # shape of nixpkgs' `nixos-test-driver`, the package a test's
+        # `pythonTestDriverPackage` option takes (nixpkgs with PR #503686).
+        default = final: prev: {
           vmtui = final.callPackage ./nix/package.nix { };
+          vmtui-nixos-test-driver = final.callPackage ./nix/test-driver.nix {
+            upstream = prev.nixos-test-driver;
+          };
         };
 
-        # Makes vmtui the driver of every NixOS test built from these pkgs
-        # (needs a nixpkgs whose tests take `pkgs.nixos-test-driver`; see docs/nix.md).
+        # Makes vmtui the driver of every NixOS test built from these pkgs:
+        # `pythonTestDriverPackage` defaults to `pkgs.nixos-test-driver`
+        # (needs a nixpkgs with PR #503686; see docs/nix.md).
         nixosTestDriver = lib.composeManyExtensions [
           self.overlays.default
-          (final: prev: {
-            nixos-test-driver = final.callPackage ./nix/test-driver.nix {
-              upstream = prev.nixos-test-driver;
-            };
+          (final: _prev: {
+            nixos-test-driver = final.vmtui-nixos-test-driver;
           })
         ];
       };
 
       packages = forAllSystems (
-        _system: pkgs: {
+        _system: pkgs:
+        {
           default = pkgs.vmtui;
           inherit (pkgs) vmtui;
+        }
+        # Only where nixpkgs has a driver package to stand in for.
+        // lib.optionalAttrs (pkgs ? nixos-test-driver) {
+          nixos-test-driver = pkgs.vmtui-nixos-test-driver;
         }
       );
 
@@ -101,14 +110,17 @@
         }
       );
 
-      # lib.<system>.openInVmtui test  -> a program that opens the test in vmtui
-      # lib.<system>.runHeadless test  -> the same, headless (exit status 0/1)
-      # lib.<system>.mkApp test        -> a flake `apps` entry for openInVmtui
+      # lib.<system>.openInVmtui test     -> a program that opens the test in vmtui
+      # lib.<system>.runHeadless test     -> the same, headless (exit status 0/1)
+      # lib.<system>.mkApp test           -> a flake `apps` entry for openInVmtui
+      # lib.<system>.runNixOSTest module  -> pkgs.testers.runNixOSTest, with vmtui as the driver
+      # lib.<system>.withVmtuiDriver pkgs -> those pkgs, with vmtui as `nixos-test-driver`
       lib = forAllSystems (
         _system: pkgs:
         import ./nix/lib.nix {
           inherit pkgs;
           inherit (pkgs) vmtui;
+          nixosTestDriverOverlay = self.overlays.nixosTestDriver;
         }
       );
     };

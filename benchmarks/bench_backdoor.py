@@ -15,11 +15,10 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from driver import processes
+from driver import processes, scratch
 from driver.events import EventBus
 from driver.guest.startscript import HostEntry, write_start_script
 from driver.guest.tiny import build_tiny_guest
@@ -54,7 +53,7 @@ def main() -> int:
 
     processes.install_exit_handlers()
     image = build_tiny_guest()
-    tmp = Path(tempfile.mkdtemp(prefix="bench-bd"))
+    tmp = scratch.make_temp_dir("bench-bd-")
     bus = EventBus()
     logger = Logger(bus)
     vlan = VLan(1, tmp)

@@ -17,12 +17,12 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from driver import scratch  # noqa: E402
 from driver.checkpoint import Checkpoints  # noqa: E402
 from driver.events import EventBus  # noqa: E402
 from driver.guest.systemd_image import cached_image  # noqa: E402
@@ -64,7 +64,7 @@ def main() -> int:
         image = build_tiny_guest()
         write_script = write_start_script  # type: ignore[assignment]
         guest = "tiny"
-    with tempfile.TemporaryDirectory(prefix="bench-checkpoint-") as temp:
+    with scratch.temp_dir("bench-checkpoint-") as temp:
         root = Path(temp)
         bus = EventBus()
         logger = Logger(bus)

@@ -22,9 +22,9 @@ import os
 import threading
 import time
 
-import tempfile
 from pathlib import Path
 
+from driver import scratch
 from driver.config import NodeConfig, TestConfig
 from driver.events import ConsoleOutput, EventBus
 from vmtui.app import VmtuiApp
@@ -52,7 +52,7 @@ def make_chunk(start: int) -> tuple[str, ...]:
 def bench_app() -> VmtuiApp:
     """The real app with one node and no machines behind it: events only."""
     config = TestConfig(nodes=[NodeConfig(MACHINE, "true")], vlans=[], script_path=SCRIPT, name="bench")
-    app = VmtuiApp(config, None, clock=None, state_dir=Path(tempfile.mkdtemp(prefix="vmtui-bench-")))
+    app = VmtuiApp(config, None, clock=None, state_dir=scratch.make_temp_dir("vmtui-bench-"))
     app.bus = EventBus()  # type: ignore[attr-defined]
     app.bus.subscribe(app.bus_bridge)  # type: ignore[attr-defined]
     return app

@@ -19,7 +19,6 @@ import os
 import re
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -52,10 +51,11 @@ def child(rate: int) -> None:
     """The app under test: the real VmtuiApp on recorded events, consoles flooding."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "tui"))
     import scenes
+    from driver import scratch
     from driver.events import EventBus
     from widgets.debugger import ReplInput
 
-    app = scenes.scene_app(Path(tempfile.mkdtemp(prefix="vmtui-bench-keys-")))
+    app = scenes.scene_app(scratch.make_temp_dir("vmtui-bench-keys-"))
     app.owns_process = True  # as under run_tui: signal handlers, GC tuning
     app.bus = EventBus()  # type: ignore[attr-defined]
     app.bus.subscribe(app.bus_bridge)  # type: ignore[attr-defined]

@@ -22,7 +22,6 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from driver import scratch  # noqa: E402
 from driver import polling  # noqa: E402
 from driver.errors import ScriptCancelled  # noqa: E402
 from driver.events import Event, EventBus, ScriptStarted, StatementFinished, StatementStarted  # noqa: E402
@@ -97,7 +97,7 @@ def main() -> int:
         print("bench_rerun: --saves must be at least 1", file=sys.stderr)
         return 2
 
-    with tempfile.TemporaryDirectory(prefix="bench-rerun-") as temp:
+    with scratch.temp_dir("bench-rerun-") as temp:
         root = Path(temp)
         bus = EventBus()
         cancel = threading.Event()

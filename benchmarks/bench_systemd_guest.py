@@ -23,13 +23,12 @@ import argparse
 import os
 import statistics
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from driver import processes  # noqa: E402
+from driver import processes, scratch  # noqa: E402
 from driver.events import EventBus  # noqa: E402
 from driver.guest.systemd import build_image, write_systemd_start_script  # noqa: E402
 from driver.guest.systemd_image import SystemdImage  # noqa: E402
@@ -56,10 +55,10 @@ def report_build(packages: list[str], cold: bool) -> SystemdImage:
     print(f"image            {image.directory.name}  extra packages: {', '.join(image.packages) or 'none'}")
     print(f"build (cached)   {lookup:.2f} s lookup; recorded build: {recorded.split(':')[-1].strip(' ,') or '?'} s")
     if cold:
-        with tempfile.TemporaryDirectory(prefix="vmtui-bench-") as scratch:
-            print(f"build (cold)     building in {scratch} ... ({load()})", flush=True)
+        with scratch.temp_dir("vmtui-bench-") as work:
+            print(f"build (cold)     building in {work} ... ({load()})", flush=True)
             started = time.monotonic()
-            build_image(packages, cache_root=Path(scratch), progress=lambda line: None)
+            build_image(packages, cache_root=work, progress=lambda line: None)
             print(f"build (cold)     {time.monotonic() - started:.1f} s")
     disk_blocks = image.disk.stat().st_blocks * 512
     print(
@@ -120,10 +119,10 @@ def main() -> int:
     processes.install_exit_handlers()
 
     image = report_build(args.packages, args.cold)
-    with tempfile.TemporaryDirectory(prefix="vmtui-bench-") as scratch:
+    with scratch.temp_dir("vmtui-bench-") as work:
         for index in range(args.boots):
             before = load()
-            figures = boot_once(image, Path(scratch), args.commands, index)
+            figures = boot_once(image, work, args.commands, index)
             line = f"boot {index + 1}           connected after {figures['connected']:.1f} s"
             if "postgres" in figures:
                 line += f", {POSTGRES_UNIT} active after {figures['postgres']:.1f} s"

@@ -18,12 +18,12 @@ import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from driver import scratch  # noqa: E402
 from driver.guest import build_tiny_guest, write_start_script  # noqa: E402
 from driver.guest.debs import cache_dir  # noqa: E402
 
@@ -88,8 +88,8 @@ def main() -> int:
     parser.add_argument("--cold", action="store_true", help="also time a build into an empty cache")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="vmtui-bench-") as scratch:
-        scratch_dir = Path(scratch)
+    with scratch.temp_dir("vmtui-bench-") as work:
+        scratch_dir = work
         if args.cold:
             cold_cache = scratch_dir / "cache"
             (cold_cache / "debs").mkdir(parents=True)

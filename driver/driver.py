@@ -22,7 +22,7 @@ import unittest
 from pathlib import Path
 from typing import Any, Callable
 
-from driver import polling
+from driver import polling, scratch
 from driver.config import TestConfig
 from driver.errors import ConfigError, MachineError, RequestedAssertionFailed, ScriptCancelled
 from driver.events import EventBus
@@ -224,7 +224,7 @@ class Driver:
             return path, False
         # A fresh directory per run: two runs of the same test (or two tests
         # with a node called "server") must never share sockets or disks.
-        return Path(tempfile.mkdtemp(prefix="vmtui-", dir=base)), True
+        return scratch.make_temp_dir("vmtui-", base), True
 
     def _new_machine(self, name: str, start_command: str, keep_state: bool) -> Machine:
         return Machine(
@@ -497,4 +497,4 @@ class Driver:
         if polling.current_cancel_event() is self.cancel_event:
             polling.set_cancel_event(None)
         if self._owns_tmp_dir:
-            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+            scratch.remove(self.tmp_dir)

@@ -15,7 +15,8 @@ Every QEMU and vde_switch the driver starts goes through `spawn()`:
   a grace period.
 
 That covers every way vmtui can end: normal exit (atexit), SIGTERM/SIGINT/
-SIGHUP (handlers), and SIGKILL or a crash (PDEATHSIG).
+SIGHUP (handlers), and SIGKILL or a crash (PDEATHSIG).  The same cleanup then
+removes the temporary directories of `driver.scratch`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Mapping, Sequence
+
+from driver import scratch
 
 _PR_SET_PDEATHSIG = 1
 
@@ -229,6 +232,8 @@ def cleanup(grace: float = 3.0) -> None:
             return
     _cleanup_started.set()
     registry.terminate_all(grace)
+    # Only now: a child that still ran could have written into them.
+    scratch.remove_all()
 
 
 def _on_signal(signum: int, _frame: object) -> None:

@@ -1,8 +1,9 @@
 """Read the configuration of a NixOS test driver, in every era of its contract.
 
 A built `driver` / `driverInteractive` is a store directory holding
-`test-script` and `bin/nixos-test-driver`, a bash wrapper written by nixpkgs'
-`makeWrapper`.  Over the years the wrapper has handed the nodes, VLANs, test
+`test-script` and `bin/nixos-test-driver` (or, in newer nixpkgs,
+`bin/run-nixos-test`: the derivation's `meta.mainProgram`), a bash wrapper
+written by nixpkgs' `makeWrapper`.  Over the years the wrapper has handed the nodes, VLANs, test
 script and timeout to the real driver in three ways:
 
 - env-var era: `export startScripts=… vlans=… testScript=… globalTimeout=…`;
@@ -31,9 +32,14 @@ from typing import NoReturn
 from driver.config import NodeConfig, TestConfig
 from driver.errors import ConfigError
 
+# The names of a built driver's program (its `meta.mainProgram`), preferred first.
+INTERACTIVE_PROGRAM_NAMES = ("nixos-test-driver", "run-nixos-test")
+
 # The program names a NixOS driver wrapper execs; vmtui installed under one of
 # these names acts as the driver.
-DRIVER_PROGRAM_NAMES = frozenset({"nixos-test-driver", ".nixos-test-driver-wrapped"})
+DRIVER_PROGRAM_NAMES = frozenset(
+    name for program in INTERACTIVE_PROGRAM_NAMES for name in (program, f".{program}-wrapped")
+)
 
 # The env-var era names a node after its start script, `run-<hostName>-vm`.
 _START_SCRIPT_NAME = re.compile(r"run-(.+)-vm$")
@@ -127,9 +133,14 @@ def load_driver_result(path: str | Path) -> TestConfig:
     return read_driver_result(path).config
 
 
-def read_driver_result(path: str | Path) -> DriverInvocation:
-    """Like `load_driver_result`, keeping the flags the wrapper passes."""
-    wrapper, drv_dir = _locate_wrapper(Path(path))
+def read_driver_result(path: str | Path, *, main_program: str | None = None) -> DriverInvocation:
+    """Like `load_driver_result`, keeping the flags the wrapper passes.
+
+    `main_program` is the driver's `meta.mainProgram` when Nix told it (a
+    directory's `bin/<main_program>` is then the wrapper); otherwise the
+    program is found by scanning `bin/` (`find_driver_program`).
+    """
+    wrapper, drv_dir = _locate_wrapper(Path(path), main_program)
     text = _read_text(wrapper)
     exports, flags = parse_wrapper_text(text, origin=str(wrapper))
     try:
@@ -570,23 +581,54 @@ def _absolute(path: str, base: Path | None = None) -> Path:
 # -- result directories -------------------------------------------------------
 
 
-def _locate_wrapper(path: Path) -> tuple[Path, Path | None]:
+def _locate_wrapper(path: Path, main_program: str | None = None) -> tuple[Path, Path | None]:
     """(the wrapper script, the driver's store dir if known) for a user's path."""
     if not path.exists():
         raise ConfigError(f"{path} does not exist")
-    if path.is_dir():
-        wrapper = path / "bin" / "nixos-test-driver"
-        if wrapper.is_file():
-            return wrapper, path
+    if not path.is_dir():
+        parent = path.parent
+        drv_dir = parent.parent if parent.name == "bin" else None
+        return path, drv_dir
+    if main_program is not None:
+        wrapper = path / "bin" / main_program
+        if not wrapper.is_file():
+            raise ConfigError(f"{path}: its meta.mainProgram is {main_program!r}, but it has no bin/{main_program}")
+        return wrapper, path
+    try:
+        return find_driver_program(path), path
+    except ConfigError:
         if (path / "test-results.xml").exists() or (path / "log.html").exists():
             raise ConfigError(
                 f"{path} is the output of a test run, not a driver; build the test's"
                 " `driverInteractive` (or `driver`) attribute and open that"
-            )
-        raise ConfigError(f"{path} has no bin/nixos-test-driver; it is not a built NixOS test driver")
-    parent = path.parent
-    drv_dir = parent.parent if parent.name == "bin" else None
-    return path, drv_dir
+            ) from None
+        raise
+
+
+def find_driver_program(drv_dir: Path) -> Path:
+    """The program of a built driver, when nothing names it: scan `bin/`.
+
+    A driver's program has been `bin/nixos-test-driver` and, in newer
+    nixpkgs, `bin/run-nixos-test`; the first of those present wins.  Any other
+    name needs its path given (or the derivation's `meta.mainProgram`): a
+    lone `bin/hello` is far likelier a package than a test driver.
+    """
+    bin_dir = drv_dir / "bin"
+    for name in INTERACTIVE_PROGRAM_NAMES:
+        if (bin_dir / name).is_file():
+            return bin_dir / name
+    known = " or ".join(f"bin/{name}" for name in INTERACTIVE_PROGRAM_NAMES)
+    programs = sorted(
+        entry.name
+        for entry in (bin_dir.iterdir() if bin_dir.is_dir() else [])
+        if not entry.name.startswith(".") and entry.is_file() and os.access(entry, os.X_OK)
+    )
+    if not programs:
+        raise ConfigError(f"{drv_dir} has no {known}; it is not a built NixOS test driver")
+    raise ConfigError(
+        f"{drv_dir} has no {known} (its bin/ holds {', '.join(programs)}); if one of those"
+        f" runs the test, open it: vmtui {bin_dir}/<program>"
+    )
 
 
 def _read_text(wrapper: Path) -> str:

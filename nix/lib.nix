@@ -4,7 +4,12 @@
 # return: the test-run derivation, which carries `driver` and
 # `driverInteractive`.  vmtui reads the driver's wrapper script to learn the
 # nodes, VLANs and script, so no test option needs changing.
-{ pkgs, vmtui }:
+{
+  pkgs,
+  vmtui,
+  # overlays.nixosTestDriver of the flake: `nixos-test-driver` becomes vmtui.
+  nixosTestDriverOverlay,
+}:
 let
   inherit (pkgs) lib;
 
@@ -37,4 +42,14 @@ rec {
     type = "app";
     program = lib.getExe (openInVmtui test);
   };
+
+  # `hostPkgs` with vmtui as `nixos-test-driver`.  A test's
+  # `pythonTestDriverPackage` option defaults to `hostPkgs.nixos-test-driver`
+  # and is read-only, so this is how a test gets another driver: build it
+  # from these pkgs (`nixos-lib.runTest { hostPkgs = withVmtuiDriver pkgs; … }`).
+  withVmtuiDriver = hostPkgs: hostPkgs.extend nixosTestDriverOverlay;
+
+  # `pkgs.testers.runNixOSTest`, with vmtui as the driver: the result's
+  # `driver`, `driverInteractive` and the sandboxed run all execute vmtui.
+  runNixOSTest = testModule: (withVmtuiDriver pkgs).testers.runNixOSTest testModule;
 }

@@ -1,15 +1,17 @@
-# vmtui in the place of nixpkgs' `nixos-test-driver` package.
+# vmtui as a `pythonTestDriverPackage`: in the place of nixpkgs' `nixos-test-driver`.
 #
-# Since nixpkgs took the test driver from `pkgs.nixos-test-driver` (the
-# `pythonTestDriverPackage` test option, which defaults to it), an overlay
-# that replaces that package changes the driver of every test built from
-# those pkgs.  `nixos/lib/testing/driver.nix` calls
+# Since nixpkgs PR #503686 a test takes its driver from the option
+# `pythonTestDriverPackage`, which defaults to `hostPkgs.nixos-test-driver`
+# (read-only: a test changes it through its host pkgs, see `lib.nix`).
+# `nixos/lib/testing/driver.nix` calls
 # `.override { qemu_pkg; enableOCR; extraPythonPackages; enableNspawn; }`
 # on it, links its `bin/nixos-test-driver`, runs its
 # `bin/generate-driver-symbols`, and type checks the test script against its
 # `test_driver` Python package.  So this package is the upstream one with a
 # single file swapped: `bin/nixos-test-driver` execs `vmtui driver …`, which
 # reads the same flags and environment as the upstream driver (every era).
+# The flake offers it as `packages.<system>.nixos-test-driver` and
+# `pkgs.vmtui-nixos-test-driver`.
 {
   lib,
   symlinkJoin,

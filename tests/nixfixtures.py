@@ -119,18 +119,20 @@ def write_driver(
     ssh_backdoor: bool = False,
     style: str | None = None,
     salt: str = "",
+    program: str = "nixos-test-driver",
 ) -> Path:
     """Write a built `driver`/`driverInteractive` output; returns its store path.
 
     `vms` maps node names to start scripts.  In the env-var eras only the
     scripts are passed (names come from their `run-<name>-vm` basenames).
+    `program` is the wrapper's name in `bin/` (the derivation's `meta.mainProgram`).
     """
     containers = dict(containers or {})
     out = store.path(f"nixos-test-driver-{name}", salt=salt + era + script)
     (out / "bin").mkdir(parents=True, exist_ok=True)
     (out / "test-script").write_text(script)
     # The real hidden program is a symlink into the nixos-test-driver package.
-    hidden = out / "bin" / ".nixos-test-driver-wrapped"
+    hidden = out / "bin" / f".{program}-wrapped"
     if not hidden.is_symlink():
         hidden.symlink_to(store.path("nixos-test-driver-1.1") / "bin" / "nixos-test-driver")
     extra = ["--interactive"] if interactive else []
@@ -182,7 +184,7 @@ def write_driver(
         flags = ["--config", str(config_file), "--log-level", "info", *extra]
     else:
         raise ValueError(f"unknown era {era!r}")
-    wrapper = out / "bin" / "nixos-test-driver"
+    wrapper = out / "bin" / program
     wrapper.write_text(wrapper_text(exports=exports, program=str(hidden), flags=flags, style=style or "2023"))
     wrapper.chmod(0o755)
     return out
@@ -197,26 +199,26 @@ FAKE_NIX_SCRIPT = textwrap.dedent(
     import json, os, sys, time
     table = json.load(open({table!r}))
     argv = sys.argv[1:]
+    evaluating = {program!r} == "nix-instantiate" or "eval" in argv
     with open({log!r}, "a") as log:
-        log.write(json.dumps({{"program": {program!r}, "argv": argv, "pid": os.getpid()}}) + "\\n")
+        kind = "eval" if evaluating else "build"
+        log.write(json.dumps({{"program": {program!r}, "argv": argv, "pid": os.getpid(), "kind": kind}}) + "\\n")
     key = None
     out_link = None
     if "--out-link" in argv:  # both programs: the GC root, made once the build succeeded
         at = argv.index("--out-link")
         out_link = argv[at + 1]
         argv = argv[:at] + argv[at + 2:]
-    if {program!r} == "nix-build":
-        args = [a for a in argv if a not in ("--no-out-link", "-L")]
+    if {program!r} in ("nix-build", "nix-instantiate"):
+        args = [a for a in argv if a not in ("--no-out-link", "-L", "--eval", "--json")]
+        attr = args[args.index("-A") + 1] if "-A" in args else ""
         if "-E" in args:
-            expr = args[args.index("-E") + 1]
-            attr = args[args.index("-A") + 1] if "-A" in args else ""
             key = "expr:" + attr
         else:
-            target = args[0]
-            attr = args[args.index("-A") + 1] if "-A" in args else ""
-            key = target + "#" + attr
+            key = args[0] + "#" + attr
     else:
-        after = argv[argv.index("build") + 1 :] if "build" in argv else []
+        verb = "eval" if evaluating else "build"
+        after = argv[argv.index(verb) + 1 :] if verb in argv else []
         refs = [a for a in after if not a.startswith("-")]
         key = refs[0] if refs else ""
     entry = table.get(key)
@@ -228,6 +230,9 @@ FAKE_NIX_SCRIPT = textwrap.dedent(
         sys.stderr.flush()
     if entry.get("hang"):
         time.sleep(3600)
+    if "value" in entry:  # an evaluation: `--json` prints JSON, `--raw` the string itself
+        value = entry["value"]
+        sys.stdout.write(json.dumps(value) + "\\n" if "--json" in argv else value)
     if "out" in entry and out_link is not None and entry.get("status", 0) == 0:
         os.symlink(entry["out"], out_link)
     if "out" in entry and "--json" in argv:
@@ -241,16 +246,19 @@ FAKE_NIX_SCRIPT = textwrap.dedent(
 
 
 def write_fake_nix(bin_dir: Path, table: Mapping[str, Mapping[str, object]], log: Path) -> None:
-    """Put `nix-build` and `nix` into `bin_dir`, answering from `table`.
+    """Put `nix-build`, `nix-instantiate` and `nix` into `bin_dir`, answering from `table`.
 
-    Keys: `<file>#<attr>` for `nix-build <file> -A <attr>`, `expr:<attr>` for
-    `nix-build -E … -A <attr>`, and the installable for `nix build <ref>`.
-    Values: `stderr` (lines, streamed), `out` (stdout), `status`, `hang`.
+    Keys: `<file>#<attr>` for `nix-build <file> -A <attr>` (and for
+    `nix-instantiate --eval`, whose attr ends in `.meta.mainProgram`),
+    `expr:<attr>` for `-E … -A <attr>`, and the installable for
+    `nix build <ref>` / `nix eval <ref>`.  Values: `stderr` (lines, streamed),
+    `out` (a built path), `value` (an evaluation's result), `status`, `hang`.
+    A key without an answer fails, as an attribute Nix cannot find does.
     """
     bin_dir.mkdir(parents=True, exist_ok=True)
     table_file = bin_dir / "fake-nix-table.json"
     table_file.write_text(json.dumps(table))
-    for program in ("nix-build", "nix"):
+    for program in ("nix-build", "nix-instantiate", "nix"):
         path = bin_dir / program
         path.write_text(
             FAKE_NIX_SCRIPT.format(
@@ -361,11 +369,21 @@ def answer(
     return entry
 
 
-def nix_calls(log: Path) -> list[dict[str, object]]:
-    """The calls a fake Nix received: `{program, argv, pid}` each."""
+def nix_calls(log: Path, kind: str | None = "build") -> list[dict[str, object]]:
+    """The calls a fake Nix received: `{program, argv, pid, kind}` each.
+
+    Builds only by default; `kind="eval"` gives the evaluations
+    (`meta.mainProgram`), `kind=None` every call in order.
+    """
     if not log.exists():
         return []
-    return [json.loads(line) for line in log.read_text().splitlines()]
+    calls = [json.loads(line) for line in log.read_text().splitlines()]
+    return [call for call in calls if kind is None or call["kind"] == kind]
+
+
+def evaluation(value: str) -> dict[str, object]:
+    """A fake Nix's answer to an evaluation: `value` (e.g. a `meta.mainProgram`)."""
+    return {"value": value, "status": 0}
 
 
 # The same failures as Nix 2.8 (Debian 12's nix-bin) prints them: captured
@@ -498,6 +516,7 @@ def write_real_nix_test(
     vlans: Sequence[int] = (1,),
     global_timeout: int = 3600,
     build_fails: bool = False,
+    program: str = "nixos-test-driver",
 ) -> Path:
     """A `.nix` file whose `driverInteractive` real Nix builds into a driver output.
 
@@ -505,10 +524,13 @@ def write_real_nix_test(
     its own `nixos-vm` derivation with `bin/run-<name>-vm`; the driver output
     holds `test-script` and a makeWrapper-style `bin/nixos-test-driver` of the
     given era, referring to those store paths exactly as nixpkgs' would.
+    Another `program` name puts the wrapper there instead, names it in the
+    derivation's `meta.mainProgram`, and leaves a `bin/nixos-test-driver` that
+    is not a driver (so only the meta tells which program to read).
     """
     names = sorted(start_scripts)
     vm_exe = {n: f"@VM_{n}@/bin/run-{n}-vm" for n in names}
-    hidden = "@OUT@/bin/.nixos-test-driver-wrapped"
+    hidden = f"@OUT@/bin/.{program}-wrapped"
     if era == "env-var":
         exports = [
             ("startScripts", " ".join(vm_exe[n] for n in names)),
@@ -540,6 +562,14 @@ def write_real_nix_test(
     fail = (
         "echo 'testScriptWithTypes:1: error: Name \"clinet\" is not defined'; exit 1" if build_fails else ""
     )
+    decoy = ""
+    meta = ""
+    if program != "nixos-test-driver":
+        decoy = (
+            "printf '#!/bin/sh\\necho a helper\\n' > $out/bin/nixos-test-driver;"
+            " /bin/chmod +x $out/bin/nixos-test-driver"
+        )
+        meta = f" // {{ meta.mainProgram = {nix_string(program)}; }}"
     text = f"""\
 # Written by tests/nixfixtures.py: a stand-in for a NixOS test's driver, for real Nix.
 {{ }}:
@@ -559,12 +589,13 @@ in
     {fail}
     /bin/mkdir -p $out/bin
     /bin/cp ${{testScript}} $out/test-script
-    /bin/ln -s /nix/store/not-here/bin/nixos-test-driver $out/bin/.nixos-test-driver-wrapped
-    printf '%s' "$wrapper" > $out/bin/nixos-test-driver
-    /bin/chmod +x $out/bin/nixos-test-driver
+    /bin/ln -s /nix/store/not-here/bin/nixos-test-driver $out/bin/.{program}-wrapped
+    printf '%s' "$wrapper" > $out/bin/{program}
+    /bin/chmod +x $out/bin/{program}
+    {decoy}
   '' "nixos-test-driver-todos" {{
     wrapper = builtins.replaceStrings [ "@OUT@" "@CONFIG@" ] [ (builtins.placeholder "out") "${{config}}" ] (subst {nix_string(wrapper)});
-  }};
+  }}{meta};
 }}
 """
     path = directory / "todos.nix"

@@ -19,19 +19,19 @@ A `.nix` file can be any of:
 
 from __future__ import annotations
 
-import atexit
 import itertools
 import json
 import re
 import shutil
 import subprocess
-import tempfile
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from driver import scratch
 from driver.config import TestConfig
 from driver.errors import ConfigError
 from driver.wrapper import load_driver_result, read_driver_result
@@ -42,7 +42,8 @@ _DRIVER_ATTRS = ("driverInteractive", "driver")
 
 # Out-links of this process's builds: each is a GC root (Nix registers it),
 # so `nix-collect-garbage` during a session cannot delete a driver or a start
-# script whose VM still runs.  Removed when vmtui exits.
+# script whose VM still runs.  Removed when vmtui exits, however it exits
+# (`driver.scratch`).
 _gc_roots: Path | None = None
 _gc_root_numbers = itertools.count(1)
 _gc_roots_lock = threading.Lock()
@@ -53,9 +54,18 @@ def _next_out_link() -> Path:
     global _gc_roots
     with _gc_roots_lock:
         if _gc_roots is None:
-            _gc_roots = Path(tempfile.mkdtemp(prefix="vmtui-gcroots-"))
-            atexit.register(shutil.rmtree, _gc_roots, ignore_errors=True)
+            _gc_roots = scratch.make_temp_dir("vmtui-gcroots-")
         return _gc_roots / f"driver-{next(_gc_root_numbers)}"
+
+
+def release_gc_roots() -> None:
+    """Drop the GC roots of every build so far (nothing built may still run)."""
+    global _gc_roots
+    with _gc_roots_lock:
+        if _gc_roots is not None:
+            scratch.remove(_gc_roots)
+            _gc_roots = None
+
 _FLAKE_FEATURES = ["--extra-experimental-features", "nix-command flakes"]
 
 
@@ -139,39 +149,63 @@ def resolve_nix_target(
 def load_nix_target(
     target: NixTarget, *, on_progress: ProgressCallback | None = None, cancel: threading.Event | None = None
 ) -> TestConfig:
-    drv = build_driver(target, on_progress=on_progress, cancel=cancel)
+    built = build_driver_program(target, on_progress=on_progress, cancel=cancel)
     try:
-        invocation = read_driver_result(drv)
+        invocation = read_driver_result(built.path, main_program=built.main_program)
     except ConfigError as exc:
         raise NixError(f"{target}: {exc}") from None
     config = invocation.config
     config.source_path = _source_file(target)
-    config.notes.append(f"built {drv} from {target}")
+    config.notes.append(f"built {built.path} from {target}")
+    if built.main_program is not None:
+        config.notes.append(f"its meta.mainProgram: {built.main_program}")
     return config
+
+
+@dataclass(frozen=True)
+class BuiltDriver:
+    """A built driver, and the program its derivation names (None: Nix did not say)."""
+
+    path: Path
+    main_program: str | None
+
+
+def build_driver_program(
+    target: NixTarget, *, on_progress: ProgressCallback | None = None, cancel: threading.Event | None = None
+) -> BuiltDriver:
+    """Build the target's driver, then ask Nix for its `meta.mainProgram`.
+
+    The program's name has changed across nixpkgs (`nixos-test-driver`,
+    `run-nixos-test`); the derivation's meta says which.  When that
+    evaluation fails (a derivation without it), the name is None and the
+    caller scans the driver's `bin/`.
+    """
+    path, selection = _build_driver(target, on_progress=on_progress, cancel=cancel)
+    return BuiltDriver(path, _main_program(selection, cancel=cancel))
 
 
 def build_driver(
     target: NixTarget, *, on_progress: ProgressCallback | None = None, cancel: threading.Event | None = None
 ) -> Path:
     """Build the target's `driverInteractive` (or the driver it names); returns its store path."""
+    return _build_driver(target, on_progress=on_progress, cancel=cancel)[0]
+
+
+def _build_driver(
+    target: NixTarget, *, on_progress: ProgressCallback | None, cancel: threading.Event | None
+) -> tuple[Path, list[str]]:
+    """(the built driver, the arguments that select it again for an evaluation)."""
     if target.flake_ref is not None:
         ref, _, flake_attr = target.flake_ref.partition("#")
+        installable = f"{ref}#{_driver_attr(flake_attr)}"
         # `--json` rather than `--print-out-paths`, which Nix before 2.9 lacks.
-        argv = [
-            "nix",
-            *_FLAKE_FEATURES,
-            "build",
-            f"{ref}#{_driver_attr(flake_attr)}",
-            "--out-link",
-            str(_next_out_link()),
-            "--json",
-            "-L",
-        ]
-        return _build(argv, target, on_progress=on_progress, cancel=cancel)
+        argv = ["nix", *_FLAKE_FEATURES, "build", installable, "--out-link", str(_next_out_link()), "--json", "-L"]
+        return _build(argv, target, on_progress=on_progress, cancel=cancel), [installable]
     assert target.file is not None
-    argv = ["nix-build", str(target.file), "-A", _driver_attr(target.attr), "--out-link", str(_next_out_link())]
+    selection = [str(target.file), "-A", _driver_attr(target.attr)]
+    argv = ["nix-build", *selection, "--out-link", str(_next_out_link())]
     try:
-        return _build(argv, target, on_progress=on_progress, cancel=cancel)
+        return _build(argv, target, on_progress=on_progress, cancel=cancel), selection
     except _NeedsArguments:
         if target.attr:
             raise NixEvalError(
@@ -179,11 +213,52 @@ def build_driver(
                 " defaults, so nix-build cannot select an attribute from it."
             ) from None
     # A test module (`{ pkgs, ... }: { nodes …; testScript …; }`): wrap it.
-    expr = f"(import <nixpkgs> {{ }}).testers.runNixOSTest (import (/. + {_nix_string(str(target.file))}))"
-    argv = ["nix-build", "--out-link", str(_next_out_link()), "-E", expr, "-A", "driverInteractive"]
+    selection = ["-E", _module_expression(target.file), "-A", "driverInteractive"]
+    argv = ["nix-build", "--out-link", str(_next_out_link()), *selection]
     if on_progress is not None:
         on_progress(f"vmtui: {target.file.name} is a test module; building it with <nixpkgs>'s runNixOSTest")
-    return _build(argv, target, on_progress=on_progress, cancel=cancel, as_module=True)
+    return _build(argv, target, on_progress=on_progress, cancel=cancel, as_module=True), selection
+
+
+def _module_expression(file: Path) -> str:
+    return f"(import <nixpkgs> {{ }}).testers.runNixOSTest (import (/. + {_nix_string(str(file))}))"
+
+
+# How long the `meta.mainProgram` evaluation may take: the build has just
+# evaluated the same test, so this is a safety net, not an expectation.
+MAIN_PROGRAM_EVAL_LIMIT = 300.0
+_PROGRAM_NAME = re.compile(r"^[A-Za-z0-9+_.-]+$")
+
+
+def _main_program(selection: list[str], *, cancel: threading.Event | None = None) -> str | None:
+    """`meta.mainProgram` of what `selection` built, evaluated by Nix; None when Nix cannot say.
+
+    `selection` is a flake installable (`[ref#attr]`) or nix-build's
+    arguments (`[file, -A, attr]`, `[-E, expr, -A, attr]`).
+    """
+    if len(selection) == 1:
+        argv = ["nix", *_FLAKE_FEATURES, "eval", "--raw", f"{selection[0]}.meta.mainProgram"]
+    else:
+        *source, _, attr = selection
+        argv = ["nix-instantiate", "--eval", "--json", *source, "-A", f"{attr}.meta.mainProgram"]
+    if shutil.which(argv[0]) is None:
+        return None
+    try:
+        status, _err, out = _run(argv, on_progress=None, cancel=cancel, limit=MAIN_PROGRAM_EVAL_LIMIT)
+    except subprocess.TimeoutExpired:
+        return None
+    if status != 0:
+        return None  # Nix's complaint (no meta, no mainProgram) is not the user's problem
+    value: object = out.strip()
+    if argv[0] == "nix-instantiate":
+        try:
+            value = json.loads(out)
+        except ValueError:
+            return None
+    # A name in bin/, nothing else: never a path that leads out of the driver.
+    if not isinstance(value, str) or not _PROGRAM_NAME.match(value) or value in (".", ".."):
+        return None
+    return value
 
 
 # -- watch support --------------------------------------------------------------
@@ -282,9 +357,16 @@ def _build(
 
 
 def _run(
-    argv: list[str], *, on_progress: ProgressCallback | None, cancel: threading.Event | None
+    argv: list[str],
+    *,
+    on_progress: ProgressCallback | None,
+    cancel: threading.Event | None,
+    limit: float | None = None,
 ) -> tuple[int, list[str], str]:
-    """Run Nix, streaming stderr lines; Nix never outlives this call."""
+    """Run Nix, streaming stderr lines; Nix never outlives this call.
+
+    Past `limit` seconds Nix is stopped and `subprocess.TimeoutExpired` raised.
+    """
     tail: deque[str] = deque(maxlen=500)
     out_parts: list[str] = []
     # Same process group as vmtui, so a Ctrl-C in the terminal also stops Nix.
@@ -316,6 +398,7 @@ def _run(
     ]
     for reader in readers:
         reader.start()
+    deadline = None if limit is None else time.monotonic() + limit
     try:
         while True:
             try:
@@ -324,6 +407,8 @@ def _run(
             except subprocess.TimeoutExpired:
                 if cancel is not None and cancel.is_set():
                     raise NixBuildCancelled(f"cancelled: {' '.join(argv)}") from None
+                if deadline is not None and time.monotonic() > deadline:
+                    raise subprocess.TimeoutExpired(argv, limit or 0.0) from None
     finally:
         if proc.poll() is None:
             proc.kill()

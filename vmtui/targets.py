@@ -5,8 +5,8 @@ A target is one of:
 - `demo`: the embedded todos example (tiny guests, no Nix);
 - a `.toml` test spec (`driver.spec`);
 - a `.nix` file or a flake reference with an attribute (`vmtui.nix`);
-- a built NixOS test driver: `./result`, a store path, or its
-  `bin/nixos-test-driver` (`driver.wrapper`).
+- a built NixOS test driver: `./result`, a store path, or its program
+  (`bin/nixos-test-driver`, `bin/run-nixos-test`; `driver.wrapper`).
 
 The Nix modules are imported only when a target needs them.
 """

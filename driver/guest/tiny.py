@@ -21,7 +21,6 @@ import lzma
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -29,6 +28,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from driver import scratch
 from driver.guest import debs
 from driver.guest.cpio import CpioWriter
 from driver.guest.elf import ElfError, has_pvh_entry, interpreter, needed_libraries
@@ -232,7 +232,8 @@ def _locked(lock_path: Path) -> Iterator[None]:
 def _build(
     images_dir: Path, key: str, debs_by_package: dict[str, Path], kernel_pkg: str, report: Progress
 ) -> TinyGuestImage:
-    staging = Path(tempfile.mkdtemp(prefix=".build-", dir=images_dir))
+    # A scratch dir: a build stopped by a signal leaves no half-built tree in the cache.
+    staging = scratch.make_temp_dir(".build-", images_dir)
     try:
         tree = staging / "tree"
         for package, deb in debs_by_package.items():
@@ -259,7 +260,7 @@ def _build(
         assert image is not None
         return image
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        scratch.remove(staging)
 
 
 def _write_kernel(bzimage: Path, out: Path) -> str:

@@ -1,13 +1,15 @@
 """`vmtui run --headless` as a user runs it: a real process, real guests.
 
 Each run gets its own TMPDIR, so the test can check afterwards that no QEMU
-or vde_switch of that run is left behind.
+or vde_switch of that run is left behind, and that the run removed every
+file it put there (its VM state directory), whatever way it ended.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -21,13 +23,18 @@ REPO = Path(__file__).resolve().parents[2]
 RUN_LIMIT = 900
 
 
-def vmtui(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    # Short: the machines' UNIX socket paths live under it.
-    run_tmp = Path(tempfile.mkdtemp(prefix="vh-", dir="/tmp"))
+def run_env(run_tmp: Path) -> dict[str, str]:
     env = {**os.environ, "TMPDIR": str(run_tmp)}
     env.pop("XDG_RUNTIME_DIR", None)
     for name in ("startScripts", "vmNames", "vmStartScripts", "testScript", "vlans", "globalTimeout"):
         env.pop(name, None)
+    return env
+
+
+def vmtui(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    # Short: the machines' UNIX socket paths live under it.
+    run_tmp = Path(tempfile.mkdtemp(prefix="vh-"))
+    env = run_env(run_tmp)
     try:
         return subprocess.run(
             [sys.executable, "-m", "vmtui", *args],
@@ -43,9 +50,10 @@ def vmtui(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
 
 
 def assert_nothing_left(run_tmp: Path) -> None:
-    """No process of this run survives it (their command lines name run_tmp)."""
+    """No process of this run survives it (their command lines name run_tmp), nor any file."""
     found = subprocess.run(["pgrep", "-f", str(run_tmp)], capture_output=True, text=True)
     assert found.stdout.strip() == "", f"left running: {found.stdout}"
+    assert sorted(p.name for p in run_tmp.iterdir()) == [], "the run left files in its TMPDIR"
 
 
 def write_test(tmp_path: Path, script: str, nodes: str = "[nodes.machine]\n") -> Path:
@@ -119,6 +127,40 @@ def test_the_global_timeout_ends_a_stuck_test(tmp_path: Path) -> None:
     assert result.returncode == 1, result.stderr[-3000:]
     assert "timeout reached; test terminating..." in result.stderr
     assert result.stderr.splitlines()[-1] == "!!! global timeout of 20 seconds reached"
+
+
+@pytest.mark.vm
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_ends_the_run_and_its_files(tmp_path: Path, signum: int) -> None:
+    spec = write_test(tmp_path, 'start_all()\nmachine.succeed("sleep 600")\n')
+    run_tmp = Path(tempfile.mkdtemp(prefix="vh-"))
+    run = subprocess.Popen(
+        [sys.executable, "-m", "vmtui", "run", "--headless", str(spec)],
+        cwd=tmp_path,
+        env=run_env(run_tmp),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert run.stderr is not None
+    try:
+        # The guest has booted and the command runs: QEMU, the switch and
+        # the VM state directory all exist now.
+        for line in run.stderr:
+            if "must succeed: sleep 600" in line:
+                break
+        else:
+            pytest.fail("the run ended before its command started")
+        assert [p.name for p in run_tmp.iterdir()] != []
+        run.send_signal(signum)
+        assert run.wait(RUN_LIMIT) == -signum
+        assert_nothing_left(run_tmp)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+        run.stderr.close()
+        shutil.rmtree(run_tmp, ignore_errors=True)
 
 
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:

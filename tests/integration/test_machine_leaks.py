@@ -27,7 +27,7 @@ REPO = HERE.parents[1]
 # of QEMU and vde_switch, then waits to be killed.
 BOOT_AND_WAIT = textwrap.dedent(
     """
-    import sys, tempfile, time
+    import sys, time
     from pathlib import Path
     sys.path.insert(0, {here!r})
     from conftest import VMNetwork
@@ -36,7 +36,8 @@ BOOT_AND_WAIT = textwrap.dedent(
 
     if {handlers!r}:
         processes.install_exit_handlers()
-    net = VMNetwork(Path(tempfile.mkdtemp(prefix="leak")), build_tiny_guest(), {{"leaky": [1]}})
+    # In the test's tmp_path: a killed process removes nothing it made itself.
+    net = VMNetwork(Path({work!r}), build_tiny_guest(), {{"leaky": [1]}})
     net.start_all()
     print(net["leaky"].pid, net.vlans[1].pid, flush=True)
     time.sleep(600)
@@ -65,9 +66,9 @@ def wait_gone(pids: list[int], limit: float = 60.0) -> list[int]:
     [(signal.SIGTERM, True), (signal.SIGINT, True), (signal.SIGKILL, False), (signal.SIGTERM, False)],
     ids=["sigterm-handled", "sigint-handled", "sigkill", "sigterm-unhandled"],
 )
-def test_killing_the_driver_process_ends_its_children(signum: int, handlers: bool) -> None:
+def test_killing_the_driver_process_ends_its_children(signum: int, handlers: bool, tmp_path: Path) -> None:
     parent = subprocess.Popen(
-        [sys.executable, "-c", BOOT_AND_WAIT.format(here=str(HERE), handlers=handlers)],
+        [sys.executable, "-c", BOOT_AND_WAIT.format(here=str(HERE), handlers=handlers, work=str(tmp_path))],
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,

@@ -213,6 +213,26 @@ def test_real_nix_builds_the_driver_and_vmtui_runs_it(tmp_path: Path, tiny_image
     assert "building the driver of todos" in result.stderr
 
 
+def test_real_nix_reads_the_drivers_main_program(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The wrapper is bin/run-nixos-test, named only by meta.mainProgram; the
+    # bin/nixos-test-driver beside it is not a driver.
+    nix_env = nf.debian_nix(tmp_path / "nix")
+    if nix_env is None:
+        pytest.skip("Debian's nix-bin could not be fetched (no apt lists or no network)")
+    for name, value in nix_env.items():
+        monkeypatch.setenv(name, value)
+    test = nf.write_real_nix_test(
+        tmp_path,
+        era="json-config",
+        start_scripts={"server": "#!/bin/sh\n"},
+        script=PASSING_SCRIPT,
+        program="run-nixos-test",
+    )
+    config = resolve_nix_target(str(test))
+    assert [n.name for n in config.nodes] == ["server"]
+    assert "its meta.mainProgram: run-nixos-test" in config.notes
+
+
 # -- the errors a Nix user meets, through the command ----------------------------------
 
 

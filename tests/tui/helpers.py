@@ -30,6 +30,17 @@ async def wait_until(pilot: Pilot[int], condition: Callable[[], bool], what: str
         await asyncio.sleep(0)
 
 
+# Sessions `script_app` made: the app leaves its session open when it ends
+# (run_tui closes it, and a test may share one), so the TUI tests' conftest
+# closes these after each test, ending their machines and temp dirs.
+_made_sessions: list[Session] = []
+
+
+def close_made_sessions() -> None:
+    while _made_sessions:
+        _made_sessions.pop().close()
+
+
 def script_app(
     tmp_path: Path,
     source: str,
@@ -48,7 +59,9 @@ def script_app(
         if session is not None:
             session.config = cfg
             return session
-        return Session(cfg, EventBus(), out_dir=tmp_path / "out")
+        made = Session(cfg, EventBus(), out_dir=tmp_path / "out")
+        _made_sessions.append(made)
+        return made
 
     return VmtuiApp(config, make_session, autostart=autostart, clock=None, state_dir=tmp_path / "state")
 

@@ -1,4 +1,8 @@
-"""`vmtui demo` in a real terminal (tmux): it starts, the consoles fill, quitting ends every VM."""
+"""`vmtui demo` in a real terminal (tmux): it starts, the consoles fill, quitting ends every VM.
+
+vmtui runs with a TMPDIR of its own, which must be empty again once it has
+exited, however it exited (quit, SIGTERM, Ctrl-C).
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -29,6 +34,8 @@ class Terminal:
 
     def __init__(self, command: str, tmp_path: Path) -> None:
         self.socket = f"vmtui-test-{uuid.uuid4().hex[:8]}"
+        # tmux keeps its sockets in $TMUX_TMPDIR/tmux-<uid>, /tmp by default.
+        self.env = {**os.environ, "TMUX_TMPDIR": str(tmp_path)}
         self.status_file = tmp_path / "exit-status"
         # The test process may carry COLUMNS/LINES (80x24) from pytest's own
         # terminal handling; the app must see the real window size instead.
@@ -40,7 +47,9 @@ class Terminal:
         self.shell_pid = int(self.tmux("display", "-p", "-t", "t", "#{pane_pid}").strip())
 
     def tmux(self, *args: str) -> str:
-        return subprocess.run(["tmux", "-L", self.socket, *args], check=True, capture_output=True, text=True).stdout
+        return subprocess.run(
+            ["tmux", "-L", self.socket, *args], check=True, capture_output=True, text=True, env=self.env
+        ).stdout
 
     def screen(self) -> str:
         return self.tmux("capture-pane", "-p", "-t", "t")
@@ -61,7 +70,7 @@ class Terminal:
         return int(text) if text else None
 
     def close(self) -> None:
-        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, env=self.env)
 
 
 def descendants(pid: int) -> dict[int, str]:
@@ -97,11 +106,19 @@ def alive(pid: int) -> bool:
 
 
 @pytest.fixture
-def demo(tmp_path: Path) -> Iterator[Terminal]:
-    env = f"XDG_STATE_HOME={tmp_path / 'state'} XDG_CONFIG_HOME={tmp_path / 'config'}"
+def run_tmp() -> Iterator[Path]:
+    """vmtui's TMPDIR (short: VM sockets live in it)."""
+    path = Path(tempfile.mkdtemp(prefix="vt-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def demo(tmp_path: Path, run_tmp: Path) -> Iterator[Terminal]:
+    env = f"XDG_STATE_HOME={tmp_path / 'state'} XDG_CONFIG_HOME={tmp_path / 'config'} TMPDIR={run_tmp}"
     # `env -u`: the app must size itself from the tmux window, whatever
     # COLUMNS/LINES the test process (and so the tmux server) carries.
-    terminal = Terminal(f"env -u COLUMNS -u LINES {env} {VMTUI} demo", tmp_path)
+    terminal = Terminal(f"env -u COLUMNS -u LINES -u XDG_RUNTIME_DIR {env} {VMTUI} demo", tmp_path)
     try:
         yield terminal
     finally:
@@ -116,13 +133,18 @@ def vm_processes(terminal: Terminal) -> dict[int, str]:
     return {pid: name for pid, name in descendants(terminal.shell_pid).items() if name.startswith(("qemu", "vde_switch"))}
 
 
+def files_left(run_tmp: Path) -> list[str]:
+    return sorted(str(p.relative_to(run_tmp)) for p in run_tmp.rglob("*"))
+
+
 def booted(terminal: Terminal) -> bool:
     screen = terminal.screen()
     return "client  ● connected" in screen and "server  ● connected" in screen and "vmtui-init" in screen
 
 
-def test_demo_runs_in_a_real_terminal_and_quitting_ends_every_vm(demo: Terminal) -> None:
+def test_demo_runs_in_a_real_terminal_and_quitting_ends_every_vm(demo: Terminal, run_tmp: Path) -> None:
     demo.wait_for(lambda: booted(demo), "both nodes connected, consoles filling")
+    assert files_left(run_tmp) != []  # the VM state directory, while the VMs run
     demo.wait_for(lambda: "✓ passed" in demo.screen(), "the demo test to pass")
     screen = demo.screen()
     assert "todos.py" in screen and "Timeline" in screen and "REPL" in screen
@@ -133,20 +155,23 @@ def test_demo_runs_in_a_real_terminal_and_quitting_ends_every_vm(demo: Terminal)
     demo.wait_for(lambda: demo.exit_status() is not None, "vmtui to exit")
     assert demo.exit_status() == 0
     assert not [pid for pid in vms if alive(pid)], "QEMU or vde_switch left running after quitting"
+    assert files_left(run_tmp) == []
 
 
-def test_sigterm_ends_every_vm(demo: Terminal) -> None:
+def test_sigterm_ends_every_vm(demo: Terminal, run_tmp: Path) -> None:
     demo.wait_for(lambda: booted(demo), "both nodes connected")
     vms = vm_processes(demo)
     vmtui = next(pid for pid, name in descendants(demo.shell_pid).items() if name == "vmtui")
     os.kill(vmtui, signal.SIGTERM)
     demo.wait_for(lambda: demo.exit_status() is not None, "vmtui to exit on SIGTERM")
     assert not [pid for pid in vms if alive(pid)], "QEMU or vde_switch left running after SIGTERM"
+    assert files_left(run_tmp) == []
 
 
-def test_ctrl_c_quits_and_ends_every_vm(demo: Terminal) -> None:
+def test_ctrl_c_quits_and_ends_every_vm(demo: Terminal, run_tmp: Path) -> None:
     demo.wait_for(lambda: booted(demo), "both nodes connected")
     vms = vm_processes(demo)
     demo.keys("C-c")
     demo.wait_for(lambda: demo.exit_status() is not None, "vmtui to exit on Ctrl-C")
     assert not [pid for pid in vms if alive(pid)], "QEMU or vde_switch left running after Ctrl-C"
+    assert files_left(run_tmp) == []

@@ -61,8 +61,16 @@ class FakeNix:
         self.table[key] = entry
         nf.write_fake_nix(self.bin, self.table, self.log)
 
-    def calls(self) -> list[dict[str, object]]:
-        return nf.nix_calls(self.log)
+    def calls(self, kind: str | None = "build") -> list[dict[str, object]]:
+        return nf.nix_calls(self.log, kind)
+
+    def driver_named(self, program: str) -> Path:
+        """A driver whose wrapper is bin/<program>, beside a bin/nixos-test-driver that is not one."""
+        drv = self.driver(program=program, server_salt=program)
+        decoy = drv / "bin" / "nixos-test-driver"
+        decoy.write_text("#!/bin/sh\necho a helper, not the driver\n")
+        decoy.chmod(0o755)
+        return drv
 
 
 @pytest.fixture
@@ -163,6 +171,71 @@ def test_test_module_is_wrapped_in_run_nixos_test(nix: FakeNix, nix_version: str
     assert isinstance(second, list) and second[0] == "--out-link" and second[2:5] == ["-E", second[3], "-A"]
     assert f'(import (/. + "{nix.test_file}"))' in second[3] and "runNixOSTest" in second[3]
     assert any("test module" in line for line in seen)
+
+
+# -- the driver's program: meta.mainProgram ----------------------------------------
+
+
+def test_main_program_of_a_nix_file_picks_the_wrapper(nix: FakeNix) -> None:
+    nix.answer(f"{nix.test_file}#driverInteractive", nf.answer(nix.driver_named("run-nixos-test")))
+    nix.answer(f"{nix.test_file}#driverInteractive.meta.mainProgram", nf.evaluation("run-nixos-test"))
+    config = resolve_nix_target(str(nix.test_file))
+    assert [n.name for n in config.nodes] == ["client", "server"]
+    assert "its meta.mainProgram: run-nixos-test" in config.notes
+    [build, evaluation] = nix.calls(kind=None)
+    assert build["program"] == "nix-build"
+    assert evaluation["program"] == "nix-instantiate"
+    assert evaluation["argv"] == [
+        "--eval", "--json", str(nix.test_file), "-A", "driverInteractive.meta.mainProgram",
+    ]  # fmt: skip
+
+
+def test_main_program_of_a_flake(nix: FakeNix) -> None:
+    ref = ".#checks.x86_64-linux.todos"
+    nix.answer(f"{ref}.driverInteractive", nf.answer(nix.driver_named("run-nixos-test")))
+    nix.answer(f"{ref}.driverInteractive.meta.mainProgram", nf.evaluation("run-nixos-test"))
+    config = resolve_nix_target(ref)
+    assert [n.name for n in config.nodes] == ["client", "server"]
+    [evaluation] = nix.calls(kind="eval")
+    assert evaluation["argv"] == [
+        "--extra-experimental-features", "nix-command flakes",
+        "eval", "--raw", f"{ref}.driverInteractive.meta.mainProgram",
+    ]  # fmt: skip
+
+
+def test_main_program_of_a_test_module_is_evaluated_the_way_it_was_built(nix: FakeNix) -> None:
+    nix.answer(f"{nix.test_file}#driverInteractive", nf.answer(stderr=nf.NEEDS_ARGUMENTS))
+    nix.answer("expr:driverInteractive", nf.answer(nix.driver_named("run-nixos-test")))
+    nix.answer("expr:driverInteractive.meta.mainProgram", nf.evaluation("run-nixos-test"))
+    config = resolve_nix_target(str(nix.test_file))
+    assert [n.name for n in config.nodes] == ["client", "server"]
+    [evaluation] = nix.calls(kind="eval")
+    built = nix.calls()[1]["argv"]
+    assert evaluation["argv"][:4] == ["--eval", "--json", "-E", built[3]]
+
+
+def test_without_main_program_bin_is_scanned(nix: FakeNix) -> None:
+    # An older driver derivation has no meta.mainProgram: Nix fails, vmtui scans bin/.
+    nix.answer(f"{nix.test_file}#driverInteractive", nf.answer(nix.driver(program="run-nixos-test")))
+    config = resolve_nix_target(str(nix.test_file))
+    assert [n.name for n in config.nodes] == ["client", "server"]
+    assert len(nix.calls(kind="eval")) == 1
+    assert not any("mainProgram" in note for note in config.notes)
+
+
+@pytest.mark.parametrize("value", ["../../../bin/sh", "/bin/sh", "..", ""])
+def test_a_main_program_that_is_not_a_name_in_bin_is_ignored(nix: FakeNix, value: str) -> None:
+    nix.answer(f"{nix.test_file}#driverInteractive", nf.answer(nix.driver()))
+    nix.answer(f"{nix.test_file}#driverInteractive.meta.mainProgram", nf.evaluation(value))
+    config = resolve_nix_target(str(nix.test_file))
+    assert [n.name for n in config.nodes] == ["client", "server"]
+
+
+def test_a_main_program_the_driver_lacks_is_one_clear_error(nix: FakeNix) -> None:
+    nix.answer(f"{nix.test_file}#driverInteractive", nf.answer(nix.driver()))
+    nix.answer(f"{nix.test_file}#driverInteractive.meta.mainProgram", nf.evaluation("run-nixos-test"))
+    with pytest.raises(NixError, match="meta.mainProgram is 'run-nixos-test', but it has no bin/run-nixos-test"):
+        resolve_nix_target(str(nix.test_file))
 
 
 def test_a_flake_never_takes_the_test_module_retry(nix: FakeNix) -> None:

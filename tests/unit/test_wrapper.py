@@ -269,6 +269,69 @@ def test_paths_that_are_not_drivers(tmp_path: Path) -> None:
         load_driver_result(binary)
 
 
+# -- which program in bin/ is the driver ----------------------------------------
+
+
+def _decoy(drv: Path, name: str) -> Path:
+    """A program in the driver's bin/ that is not its wrapper."""
+    path = drv / "bin" / name
+    path.write_text("#!/bin/sh\necho not the driver\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_run_nixos_test_is_found_by_scanning_bin(store: nf.FakeStore) -> None:
+    drv = nf.write_driver(
+        store, era="json-config", name="todos", vms=_two_nodes(store), script=SCRIPT, program="run-nixos-test"
+    )
+    invocation = read_driver_result(drv)
+    assert [n.name for n in invocation.config.nodes] == ["client", "server"]
+    assert str(drv / "bin" / "run-nixos-test") in invocation.config.notes[0]
+
+
+def test_another_program_name_is_named_in_the_error_and_read_through_its_path(store: nf.FakeStore) -> None:
+    drv = nf.write_driver(
+        store, era="env-var", name="todos", vms=_two_nodes(store), script=SCRIPT, program="run-todos"
+    )
+    _decoy(drv, "helper")
+    holds = r"no bin/nixos-test-driver or bin/run-nixos-test \(its bin/ holds helper, run-todos\)"
+    with pytest.raises(ConfigError, match=holds):
+        load_driver_result(drv)
+    assert [n.name for n in load_driver_result(drv / "bin" / "run-todos").nodes] == ["client", "server"]
+
+
+def test_among_several_programs_a_known_name_wins(store: nf.FakeStore) -> None:
+    drv = nf.write_driver(
+        store, era="json-config", name="todos", vms=_two_nodes(store), script=SCRIPT, program="run-nixos-test"
+    )
+    _decoy(drv, "helper")
+    _decoy(drv, "aaa")
+    assert [n.name for n in load_driver_result(drv).nodes] == ["client", "server"]
+
+
+def test_main_program_names_the_wrapper(store: nf.FakeStore) -> None:
+    # bin/nixos-test-driver is there but is not the wrapper: only meta.mainProgram says so.
+    drv = nf.write_driver(
+        store, era="json-config", name="todos", vms=_two_nodes(store), script=SCRIPT, program="run-nixos-test"
+    )
+    _decoy(drv, "nixos-test-driver")
+    with pytest.raises(ConfigError, match="bin/nixos-test-driver: no exec line"):
+        read_driver_result(drv)
+    invocation = read_driver_result(drv, main_program="run-nixos-test")
+    assert [n.name for n in invocation.config.nodes] == ["client", "server"]
+    with pytest.raises(ConfigError, match="meta.mainProgram is 'run-tests', but it has no bin/run-tests"):
+        read_driver_result(drv, main_program="run-tests")
+
+
+def test_a_package_that_is_not_a_driver_is_named_as_such(tmp_path: Path) -> None:
+    drv = tmp_path / "hello"
+    (drv / "bin").mkdir(parents=True)
+    _decoy(drv, "hello")
+    (drv / "bin" / ".hello-wrapped").symlink_to(drv / "bin" / "hello")
+    with pytest.raises(ConfigError, match=r"no bin/nixos-test-driver or bin/run-nixos-test \(its bin/ holds hello\)"):
+        load_driver_result(drv)
+
+
 # -- vmtui as the driver program (drop-in) ------------------------------------
 
 
@@ -373,4 +436,6 @@ def test_drop_in_errors(files: dict[str, str]) -> None:
 def test_driver_program_names() -> None:
     assert is_driver_program_name("/nix/store/x-nixos-test-driver-t/bin/nixos-test-driver")
     assert is_driver_program_name(".nixos-test-driver-wrapped")
+    assert is_driver_program_name("/nix/store/x-vm-test-run-t/bin/run-nixos-test")
+    assert is_driver_program_name(".run-nixos-test-wrapped")
     assert not is_driver_program_name("/usr/bin/vmtui")
