@@ -23,15 +23,18 @@ raises `PollingConditionError` when it fails.
 
 from __future__ import annotations
 
+import datetime
 import threading
 import time
 from typing import Any, Callable
 
+from driver.duration import Duration, as_seconds, format_duration, renamed_argument
 from driver.errors import PollingConditionError, RequestedAssertionFailed, ScriptCancelled
 from driver.events import EventBus
 from driver.logger import Logger
 
 DEFAULT_RETRY_TIMEOUT = 900.0
+DEFAULT_CONDITION_INTERVAL = 2.0
 
 # The cancel event of the running test, installed by the Driver: machine
 # waits and `retry` end promptly when the user stops a run.
@@ -65,21 +68,23 @@ def cancellable_sleep(seconds: float, cancel_event: threading.Event | None = Non
 
 def retry(
     fn: Callable[[bool], Any],
-    timeout_seconds: float = DEFAULT_RETRY_TIMEOUT,
+    timeout: Duration | None = None,
     *,
-    timeout: float | None = None,
-    interval: float = 1.0,
+    timeout_seconds: Duration | None = None,
+    interval: Duration = 1.0,
     cancel_event: threading.Event | None = None,
     on_attempt: Callable[[int, float], None] | None = None,
 ) -> None:
-    """Call `fn(False)` until it returns true, for at most `timeout_seconds`.
+    """Call `fn(False)` until it returns true, for at most `timeout` (900 s).
 
-    `timeout` is the older spelling of `timeout_seconds` and wins when given.
+    `timeout` is a `timedelta` or seconds; `timeout_seconds` is its
+    deprecated spelling (a deprecation line in the log).
     `on_attempt(attempts, elapsed)` runs after each failed attempt (the
     machine layer publishes `WaitProgress` from it).
     """
-    if timeout is not None:
-        timeout_seconds = timeout
+    chosen = renamed_argument("retry", "timeout_seconds", "timeout", timeout_seconds, timeout)
+    timeout_seconds = DEFAULT_RETRY_TIMEOUT if chosen is None else as_seconds(chosen)
+    interval = as_seconds(interval)
     started = time.monotonic()
     attempts = 0
     raise_if_cancelled(cancel_event)
@@ -95,7 +100,7 @@ def retry(
         return
     elapsed = time.monotonic() - started
     raise RequestedAssertionFailed(
-        f"action timed out after {elapsed:.0f} seconds (timeout={timeout_seconds})"
+        f"action timed out after {elapsed:.0f} seconds (timeout={format_duration(timeout_seconds)})"
     )
 
 
@@ -133,12 +138,15 @@ class PollingCondition:
         self,
         condition: Callable[[], Any],
         logger: Logger,
-        seconds_interval: float = 2.0,
+        seconds_interval: Duration | None = None,
         description: str | None = None,
+        *,
+        interval: Duration | None = None,
     ) -> None:
         self.condition = condition
         self.logger = logger
-        self.seconds_interval = seconds_interval
+        chosen = renamed_argument("polling_condition", "seconds_interval", "interval", seconds_interval, interval)
+        self.seconds_interval = DEFAULT_CONDITION_INTERVAL if chosen is None else as_seconds(chosen)
         if description is not None:
             self.description = str(description)
         else:
@@ -209,25 +217,31 @@ class PollingCondition:
         if not self.check():
             raise PollingConditionError(self.status_message(False))
 
-    def wait(self, timeout: float = DEFAULT_RETRY_TIMEOUT) -> None:
+    @property
+    def interval(self) -> datetime.timedelta:
+        return datetime.timedelta(seconds=self.seconds_interval)
+
+    def wait(self, timeout: Duration = DEFAULT_RETRY_TIMEOUT) -> None:
         """Block until the condition holds (checked about once a second)."""
         with self.logger.nested(f"waiting for {self.description}"):
-            retry(lambda _last: self.check(force=True), timeout_seconds=timeout)
+            retry(lambda _last: self.check(force=True), timeout=timeout)
 
 
 def polling_condition(
     fun: Callable[[], Any] | None = None,
     *,
-    seconds_interval: float = 2.0,
+    seconds_interval: Duration | None = None,
     description: str | None = None,
     logger: Logger | None = None,
+    interval: Duration | None = None,
 ) -> Any:
     """Build a polling condition; usable as `@polling_condition`,
-    `@polling_condition(seconds_interval=...)` or called directly."""
+    `@polling_condition(interval=timedelta(...))` or called directly.
+    `seconds_interval` is the deprecated spelling of `interval`."""
     log = logger if logger is not None else Logger(EventBus())
 
     def build(condition: Callable[[], Any]) -> PollingCondition:
-        return PollingCondition(condition, log, seconds_interval, description)
+        return PollingCondition(condition, log, seconds_interval, description, interval=interval)
 
     if fun is None:
         return build
