@@ -1,5 +1,15 @@
-"""`test_driver.driver`: the driver class and its name helper."""
+"""`test_driver.driver`: the driver class and its helpers."""
 
-from driver.driver import Driver, pythonize_name
+from pathlib import Path
 
-__all__ = ["Driver", "pythonize_name"]
+from driver import script_context
+from driver.driver import Driver, default_tmp_base, pythonize_name
+
+
+def get_tmp_dir() -> Path:
+    """Where machines keep their state: the running test's directory (NixOS: `$XDG_RUNTIME_DIR`)."""
+    defaults = script_context.current()
+    return defaults.tmp_dir if defaults is not None else default_tmp_base()
+
+
+__all__ = ["Driver", "get_tmp_dir", "pythonize_name"]
