@@ -152,3 +152,15 @@ def test_a_failed_assertion_from_the_imported_module_is_the_drivers(driver: Driv
     result = runner.run()
     assert not result.ok and result.error == "RequestedAssertionFailed: x"
     assert RequestedAssertionFailed.__module__ == "driver.errors"
+
+
+def test_the_repl_after_a_run_imports_test_driver_too(driver: Driver) -> None:
+    from driver.stepper import Stepper
+
+    stepper = Stepper(driver.bus)
+    runner = ScriptRunner(driver, driver.bus, stepper)
+    runner.load("value = 1\n", str(driver.config.script_path))
+    assert runner.run().ok
+    answer = stepper.evaluate("import test_driver.machine; test_driver.machine.QemuMachine is type(server)")
+    assert answer.strip() == "True", answer
+    assert "test_driver" not in sys.modules
