@@ -2,22 +2,15 @@
 `write_efi_vars` put into its variable store, and `read_efi_vars` returns
 what the guest wrote into it.
 
-The node's start script is shaped like a NixOS `useEFIBoot` one: it resolves
-`$NIX_EFI_VARS` (default `<name>-efi-vars.fd` in its working directory),
-copies Debian's `OVMF_VARS_4M.fd` there when missing, and gives QEMU the
-firmware code and that file as two pflash drives; the kernel is still booted
-with `-kernel` (OVMF loads its EFI stub from QEMU's fw_cfg).  The guest reads and writes
-variables through efivarfs (a module in Debian's kernel, shipped into the
-guest as a file).
+The node (tests/uefi_node.py) has a start script shaped like a NixOS
+`useEFIBoot` one: `$NIX_EFI_VARS`, Debian's OVMF code and variable template
+as pflash drives.  The guest reads and writes variables through efivarfs (a
+module in Debian's kernel, shipped into the guest as a file).
 """
 
 from __future__ import annotations
 
-import io
-import shlex
-import subprocess
-import tarfile
-import textwrap
+import sys
 import uuid
 from pathlib import Path
 from typing import Iterator
@@ -28,75 +21,22 @@ from driver.config import NodeConfig
 from driver.config import TestConfig as Config
 from driver.driver import Driver
 from driver.events import EventBus
-from driver.guest import debs
-from driver.guest.startscript import HostEntry, write_start_script
-from driver.guest.tiny import TinyGuestImage, build_tiny_guest
+from driver.guest.tiny import build_tiny_guest
 from driver.runner import ScriptRunner
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from uefi_node import efivarfs_module, write_uefi_node  # noqa: E402
 
 pytestmark = pytest.mark.vm
 
-OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
-OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
 VENDOR = uuid.UUID("3b1f6c2e-52a4-4d7e-9a0b-6f8d2c1e4a55")
-
-
-def kernel_package_files(image: TinyGuestImage, members: list[str]) -> list[bytes]:
-    """Files of the cached kernel package the tiny guest was built from."""
-    deb = next((debs.cache_dir() / "debs").glob(f"linux-image-{image.kernel_version}_*.deb"))
-    tar = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(deb)], check=True, capture_output=True).stdout
-    contents = []
-    with tarfile.open(fileobj=io.BytesIO(tar)) as archive:
-        for member in members:
-            extracted = archive.extractfile(member)
-            assert extracted is not None, member
-            contents.append(extracted.read())
-    return contents
-
-
-def uefi_start_script(directory: Path, inner: Path, name: str, kernel: Path) -> Path:
-    script = directory / f"run-{name}-vm"
-    script.write_text(
-        textwrap.dedent(
-            f"""\
-            #!/usr/bin/env bash
-            set -euo pipefail
-            NIX_EFI_VARS=$(readlink -f "${{NIX_EFI_VARS:-{name}-efi-vars.fd}}")
-            if [ ! -e "$NIX_EFI_VARS" ]; then
-                cp {shlex.quote(str(OVMF_VARS))} "$NIX_EFI_VARS"
-                chmod 0644 "$NIX_EFI_VARS"
-            fi
-            export QEMU_OPTS="${{QEMU_OPTS:-}} -drive if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE} -drive if=pflash,format=raw,unit=1,file=$NIX_EFI_VARS -kernel {kernel}"
-            exec {shlex.quote(str(inner))} "$@"
-            """
-        )
-    )
-    script.chmod(0o755)
-    return script
 
 
 @pytest.fixture(scope="module")
 def driver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Driver]:
     base = tmp_path_factory.mktemp("efi")
     image = build_tiny_guest()
-    version = image.kernel_version
-    bzimage, efivarfs = kernel_package_files(
-        image, [f"./boot/vmlinuz-{version}", f"./lib/modules/{version}/kernel/fs/efivarfs/efivarfs.ko"]
-    )
-    # OVMF boots the EFI stub of the bzImage (the tiny guest's own kernel is
-    # the unpacked ELF, for QEMU's faster PVH entry, which OVMF cannot boot).
-    kernel = base / "vmlinuz"
-    kernel.write_bytes(bzimage)
-    inner = write_start_script(
-        base / "inner",
-        name="firm",
-        node_number=1,
-        vlans=[],
-        hosts=[HostEntry("firm", 1, 1)],
-        image=image,
-        files={"/lib/efivarfs.ko": efivarfs},
-    )
-    (base / "bin").mkdir()
-    script = uefi_start_script(base / "bin", inner, "firm", kernel)
+    script = write_uefi_node(base, name="firm", node_number=1, image=image, files={"/lib/efivarfs.ko": efivarfs_module(image)})
     (base / "test.py").write_text("")
     config = Config(nodes=[NodeConfig("firm", str(script))], vlans=[], script_path=base / "test.py")
     with Driver(config, bus=EventBus(), out_dir=base / "out", tmp_dir=base / "state") as d:
