@@ -22,17 +22,18 @@ import unittest
 from pathlib import Path
 from typing import Any, Callable
 
-from driver import polling, scratch
+from driver import duration, polling, scratch, script_context
 from driver.config import TestConfig
+from driver.duration import Duration, optional_seconds
 from driver.errors import ConfigError, MachineError, RequestedAssertionFailed, ScriptCancelled
 from driver.events import EventBus
 from driver.logger import Logger, ScriptLogger
-from driver.machine import Machine
+from driver.machine import Machine, machine_name_from_start_command
 from driver.parallel import run_each
 from driver.runner import pseudo_filename, register_source
+from driver.scriptapi import script_modules
 from driver.vlan import VLan
 
-_START_SCRIPT_NAME = re.compile(r"run-(.+)-vm$")
 _ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
 # The globals every script sees besides nodes and VLANs (for the banner and
@@ -67,11 +68,6 @@ BASE_SYMBOLS = (
 def pythonize_name(name: str) -> str:
     """A node name as a Python identifier, the NixOS way (`my-node` -> `my_node`)."""
     return re.sub(r"^[^A-Za-z_]|[^A-Za-z0-9_]", "_", name)
-
-
-def machine_name_from_start_command(start_command: str) -> str:
-    match = _START_SCRIPT_NAME.search(start_command.strip())
-    return match.group(1) if match else "machine"
 
 
 def expected_symbol_names(config: TestConfig) -> set[str]:
@@ -173,7 +169,7 @@ class Driver:
         out_dir: Path | str,
         keep_state: bool = False,
         tmp_dir: Path | str | None = None,
-        global_timeout: float | None = None,
+        global_timeout: Duration | None = None,
     ) -> None:
         preflight(config)
         self.config = config
@@ -181,7 +177,7 @@ class Driver:
         self.logger = Logger(bus)
         self.out_dir = Path(out_dir)
         self.keep_state = keep_state
-        self.global_timeout = global_timeout if global_timeout is not None else config.global_timeout
+        self.global_timeout = optional_seconds(global_timeout if global_timeout is not None else config.global_timeout)
         self.cancel_event = threading.Event()
         # Set by a stepper-driven front end: what `debug.breakpoint()` does.
         self.breakpoint_hook: Callable[[], None] | None = None
@@ -205,6 +201,18 @@ class Driver:
             self.tmp_dir, self._owns_tmp_dir = self._make_tmp_dir()
         self.shared_dir = self.tmp_dir / "shared-xchg"
         polling.set_cancel_event(self.cancel_event)
+        duration.set_deprecation_sink(self.logger.warning)
+        # Machines a script builds itself (NixOS style) join this test.
+        self._machine_defaults = script_context.MachineDefaults(
+            bus=bus,
+            logger=self.logger,
+            tmp_dir=self.tmp_dir,
+            out_dir=self.out_dir,
+            shared_dir=self.shared_dir,
+            cancel_event=self.cancel_event,
+            adopt=self.machines.append,
+        )
+        script_context.install(self._machine_defaults)
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             for nr in sorted(set(config.vlans)):
@@ -306,11 +314,12 @@ class Driver:
         self,
         fun: Callable[[], Any] | None = None,
         *,
-        seconds_interval: float = 2.0,
+        seconds_interval: Duration | None = None,
         description: str | None = None,
+        interval: Duration | None = None,
     ) -> Any:
         return polling.polling_condition(
-            fun, seconds_interval=seconds_interval, description=description, logger=self.logger
+            fun, seconds_interval=seconds_interval, description=description, logger=self.logger, interval=interval
         )
 
     def serial_stdout_on(self) -> None:
@@ -427,7 +436,8 @@ class Driver:
         source = path.read_text(encoding="utf-8")
         code_filename = pseudo_filename(str(path))
         register_source(code_filename, source)
-        exec(compile(source, code_filename, "exec"), self.test_symbols())
+        with script_modules():
+            exec(compile(source, code_filename, "exec"), self.test_symbols())
 
     def run_tests(self) -> None:
         """The NixOS entry: global timer, the whole script, then `sync`."""
@@ -496,5 +506,7 @@ class Driver:
         polling.clear_active_conditions()
         if polling.current_cancel_event() is self.cancel_event:
             polling.set_cancel_event(None)
+            duration.set_deprecation_sink(None)
+        script_context.uninstall(self._machine_defaults)
         if self._owns_tmp_dir:
             scratch.remove(self.tmp_dir)

@@ -39,11 +39,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator, Protocol
 
-from driver import polling, processes
+from driver import polling, processes, script_context
 from driver.backdoor import Backdoor, ShellRestarted
 from driver.console import ConsoleReader
+from driver.duration import Duration, as_seconds, deprecated, format_duration, optional_seconds, renamed_argument
 from driver.errors import BackdoorTimeout, MachineDied, MachineError, RequestedAssertionFailed, ScriptCancelled
 from driver.events import EventBus, MachineState, MachineStateChanged, WaitProgress
+from driver.machine_efi import EfiVarsMixin
 from driver.monitor import Monitor, key_name, ppm_to_png
 from driver.patience import Patience
 from driver.qmp import QMPConnection
@@ -71,6 +73,7 @@ POLL_MAX = 1.0
 POLL_FRACTION = 0.04
 # Spare hvc channels for interactive shells (guest /dev/hvc1..hvc3).
 SPARE_CHANNELS = (1, 2, 3)
+_START_SCRIPT_NAME = re.compile(r"run-(.+)-vm$")
 # Path limit of a UNIX socket address (sun_path).
 _MAX_SOCKET_PATH = 107
 
@@ -117,30 +120,59 @@ def parse_systemctl_show(text: str) -> dict[str, str]:
     return info
 
 
+def machine_name_from_start_command(start_command: str) -> str:
+    """The node name a NixOS start script carries (`.../run-<name>-vm`), else "machine"."""
+    match = _START_SCRIPT_NAME.search(start_command.strip())
+    return match.group(1) if match else "machine"
+
+
 def _qemu_option_path(path: Path) -> str:
     # In QEMU's option syntax a comma separates options; a literal one is doubled.
     return str(path).replace(",", ",,")
 
 
-class Machine:
+class Machine(EfiVarsMixin):
     """One QEMU node of a test."""
 
     def __init__(
         self,
-        name: str,
-        start_command: str,
+        name: str | None = None,
+        start_command: str | None = None,
         *,
-        bus: EventBus,
-        logger: MachineLogger,
-        tmp_dir: Path | str,
-        out_dir: Path | str,
-        shared_dir: Path | str,
+        bus: EventBus | None = None,
+        logger: MachineLogger | None = None,
+        tmp_dir: Path | str | None = None,
+        out_dir: Path | str | None = None,
+        shared_dir: Path | str | None = None,
         keep_state: bool = False,
         allow_reboot: bool = False,
         cancel_event: threading.Event | None = None,
-        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        connect_timeout: Duration = DEFAULT_CONNECT_TIMEOUT,
+        keep_machine_state: bool | None = None,
+        callbacks: list[Callable[[], Any]] | None = None,
     ) -> None:
-        self.name = name
+        # Without a bus the script built this machine itself, NixOS style
+        # (`QemuMachine(start_command=..., ...)`, often a subclass): the
+        # running test supplies what the call did not (script_context.py).
+        defaults = script_context.current() if bus is None else None
+        if bus is None:
+            if defaults is None:
+                raise MachineError(
+                    "a machine built without a bus needs a running vmtui test "
+                    "(build it inside a test script, or pass bus=, logger=, tmp_dir=, out_dir=, shared_dir=)"
+                )
+            bus = defaults.bus
+            logger = logger if logger is not None else defaults.logger
+            tmp_dir = tmp_dir if tmp_dir is not None else defaults.tmp_dir
+            out_dir = out_dir if out_dir is not None else defaults.out_dir
+            shared_dir = shared_dir if shared_dir is not None else defaults.shared_dir
+            cancel_event = cancel_event if cancel_event is not None else defaults.cancel_event
+        if start_command is None:
+            raise TypeError("a machine needs a start_command")
+        if logger is None or tmp_dir is None or out_dir is None or shared_dir is None:
+            raise TypeError("a machine needs logger, tmp_dir, out_dir and shared_dir")
+        self.name = name or machine_name_from_start_command(start_command)
+        name = self.name
         self.start_command = start_command
         self.bus = bus
         self.logger = logger
@@ -148,13 +180,13 @@ class Machine:
         self.out_dir = Path(out_dir)
         self.shared_dir = Path(shared_dir)
         self.state_dir = self.tmp_dir / f"vm-state-{name}"
-        self.keep_machine_state = keep_state
+        self.keep_machine_state = keep_state if keep_machine_state is None else keep_machine_state
         self.allow_reboot = allow_reboot
         # When None, the driver-wide event of driver.polling is used.
         self.cancel_event = cancel_event
-        self.connect_timeout = connect_timeout
+        self.connect_timeout = as_seconds(connect_timeout)
         # NixOS: checks run before every execute() and send_monitor_command().
-        self.callbacks: list[Callable[[], Any]] = []
+        self.callbacks: list[Callable[[], Any]] = list(callbacks) if callbacks is not None else []
 
         self.process: subprocess.Popen[bytes] | None = None
         self.pid: int | None = None
@@ -184,9 +216,11 @@ class Machine:
                     f"{name}: the state directory path is too long for UNIX sockets: {path}"
                 )
         self._publish(MachineState.CREATED)
+        if defaults is not None:
+            defaults.adopt(self)
 
     def __repr__(self) -> str:
-        return f"<Machine '{self.name}'>"
+        return f"<{type(self).__name__} '{self.name}'>"
 
     # -- NixOS attribute names ---------------------------------------------------
 
@@ -246,7 +280,8 @@ class Machine:
         if self._cancelled():
             raise ScriptCancelled(f"{self.name}: the run was cancelled")
 
-    def _sleep(self, seconds: float) -> None:
+    def _sleep(self, duration: Duration) -> None:
+        seconds = as_seconds(duration)
         event = self._cancel()
         if event is None:
             time.sleep(seconds)
@@ -637,7 +672,7 @@ class Machine:
         command: object,
         check_return: bool = True,
         check_output: bool = True,
-        timeout: float | None = 900,
+        timeout: Duration | None = 900,
     ) -> tuple[int, str]:
         """Run `command` in the guest; returns (exit status, stdout).
 
@@ -647,6 +682,7 @@ class Machine:
         into the command line, as NixOS does (`pathlib.Path`, `int`).
         """
         command = f"{command}"
+        timeout = optional_seconds(timeout)
         self._run_callbacks()
         self.connect()
         deadline = time.monotonic() + (
@@ -719,7 +755,7 @@ class Machine:
                 self._control_sock.close()
             self._control_sock = None
 
-    def succeed(self, *commands: str, timeout: float | None = None) -> str:
+    def succeed(self, *commands: str, timeout: Duration | None = None) -> str:
         """Run each command; fail the test unless all exit 0.  Returns their output."""
         output = ""
         for command in commands:
@@ -731,7 +767,7 @@ class Machine:
                 output += out
         return output
 
-    def fail(self, *commands: str, timeout: float | None = None) -> str:
+    def fail(self, *commands: str, timeout: Duration | None = None) -> str:
         """Run each command; fail the test if any exits 0.  Returns their output."""
         output = ""
         for command in commands:
@@ -742,7 +778,7 @@ class Machine:
                 output += out
         return output
 
-    def _poll(self, what: str, check: Callable[[bool], bool], timeout: float | None) -> None:
+    def _poll(self, what: str, check: Callable[[bool], bool], timeout: Duration | None) -> None:
         """Call `check(last_try)` until it returns True; raise at `timeout`.
 
         Polls quickly at first and backs off (see POLL_*), but never gives
@@ -752,6 +788,7 @@ class Machine:
         honours the cancel event.  A guest that reboots meanwhile is waited
         for rather than treated as failure.
         """
+        timeout = optional_seconds(timeout)
         started = time.monotonic()
         patience = Patience(timeout) if timeout is not None else None
         attempts = 0
@@ -772,7 +809,7 @@ class Machine:
             self.bus.publish(WaitProgress(self.name, what, elapsed, timeout, attempts))
             if last_try:
                 raise RequestedAssertionFailed(
-                    f"{self.name}: {what}: action timed out after {elapsed:.2f} seconds (timeout={timeout})"
+                    f"{self.name}: {what}: action timed out after {elapsed:.2f} seconds (timeout={format_duration(timeout)})"
                 )
             interval = min(max(POLL_MIN, elapsed * POLL_FRACTION), POLL_MAX)
             if patience is not None and patience.attempts >= patience.timeout:
@@ -780,7 +817,7 @@ class Machine:
                 interval = min(interval, patience.remaining())
             self._sleep(interval)
 
-    def wait_until_succeeds(self, command: str, timeout: int | float = 900) -> str:
+    def wait_until_succeeds(self, command: str, timeout: Duration = 900) -> str:
         """Retry `command` until it exits 0; returns its output."""
         output = ""
 
@@ -793,7 +830,7 @@ class Machine:
             self._poll(f"waiting for success: {command}", check, timeout)
         return output
 
-    def wait_until_fails(self, command: str, timeout: int | float = 900) -> str:
+    def wait_until_fails(self, command: str, timeout: Duration = 900) -> str:
         """Retry `command` until it exits non-zero; returns its output."""
         output = ""
 
@@ -806,9 +843,12 @@ class Machine:
             self._poll(f"waiting for failure: {command}", check, timeout)
         return output
 
-    def sleep(self, secs: int | float) -> None:
-        """Sleep in the guest (guest time)."""
-        self.succeed(f"sleep {secs}")
+    def sleep(self, duration: Duration | None = None, *, secs: Duration | None = None) -> None:
+        """Sleep in the guest (guest time); `secs` is the deprecated spelling."""
+        chosen = renamed_argument("sleep", "secs", "duration", secs, duration)
+        if chosen is None:
+            raise TypeError("sleep() missing the duration")
+        self.succeed(f"sleep {format_duration(chosen)}")
 
     # -- systemd ---------------------------------------------------------------------
 
@@ -827,6 +867,10 @@ class Machine:
 
     def stop_job(self, jobname: str, user: str | None = None) -> tuple[int, str]:
         return self.systemctl(f"stop {jobname}", user)
+
+    def wait_for_job(self, jobname: str, user: str | None = None, timeout: Duration = 900) -> None:
+        """Older name of `wait_for_unit` (scripts of the 2021-2023 drivers call it)."""
+        self.wait_for_unit(jobname, user, timeout)
 
     @staticmethod
     def _user_suffix(user: str | None) -> str:
@@ -864,7 +908,7 @@ class Machine:
                     f"but it is in state '{state}'"
                 )
 
-    def wait_for_unit(self, unit: str, user: str | None = None, timeout: int | float = 900) -> None:
+    def wait_for_unit(self, unit: str, user: str | None = None, timeout: Duration = 900) -> None:
         """Wait until `unit` is active; fail at once if it failed, or is
         inactive with no job pending that could start it."""
 
@@ -889,7 +933,7 @@ class Machine:
 
     # -- files, ports, sockets ------------------------------------------------------------
 
-    def wait_for_file(self, filename: str, timeout: int | float = 900) -> None:
+    def wait_for_file(self, filename: str, timeout: Duration = 900) -> None:
         """Wait until `filename` exists in the guest."""
 
         def check(_last_try: bool) -> bool:
@@ -900,7 +944,7 @@ class Machine:
         with self.nested(what):
             self._poll(what, check, timeout)
 
-    def wait_for_open_port(self, port: int, addr: str = "localhost", timeout: int | float = 900) -> None:
+    def wait_for_open_port(self, port: int, addr: str = "localhost", timeout: Duration = 900) -> None:
         """Wait until something listens on TCP `addr:port` (checked in the guest)."""
 
         def check(_last_try: bool) -> bool:
@@ -911,7 +955,7 @@ class Machine:
         with self.nested(what):
             self._poll(what, check, timeout)
 
-    def wait_for_closed_port(self, port: int, addr: str = "localhost", timeout: int | float = 900) -> None:
+    def wait_for_closed_port(self, port: int, addr: str = "localhost", timeout: Duration = 900) -> None:
         """Wait until nothing listens on TCP `addr:port` any more."""
 
         def check(_last_try: bool) -> bool:
@@ -923,7 +967,7 @@ class Machine:
             self._poll(what, check, timeout)
 
     def wait_for_open_unix_socket(
-        self, addr: str, is_datagram: bool = False, timeout: int | float = 900
+        self, addr: str, is_datagram: bool = False, timeout: Duration = 900
     ) -> None:
         """Wait until a UNIX socket at `addr` accepts connections."""
         flags = "-uzU" if is_datagram else "-zU"
@@ -938,14 +982,14 @@ class Machine:
 
     # -- serial console ------------------------------------------------------------------
 
-    def wait_for_console_text(self, regex: str, timeout: int | float | None = None) -> None:
+    def wait_for_console_text(self, regex: str, timeout: Duration | None = None) -> None:
         """Wait for serial output matching `regex` (output since start() that
         no earlier wait consumed counts)."""
         with self.nested(f"waiting for {regex} to appear on console"):
             if self.console is None:
                 self.start()
             assert self.console is not None
-            self.console.wait_for_text(regex, timeout, self._cancel())
+            self.console.wait_for_text(regex, optional_seconds(timeout), self._cancel())
 
     def get_console_log(self) -> str:
         """The serial output since the last start() (the newest 100k lines)."""
@@ -988,7 +1032,7 @@ class Machine:
             self._settle_exit()
             raise
 
-    def send_key(self, key: str, delay: float | None = 0.01, log: bool = True) -> None:
+    def send_key(self, key: str, delay: Duration | None = 0.01, log: bool = True) -> None:
         """Press a key: a character (`A`, `!`, newline) or a QEMU key name."""
         name = key_name(key)
         context = self.nested(f"sending key {name!r}") if log else contextlib.nullcontext()
@@ -997,7 +1041,7 @@ class Machine:
             if delay is not None:
                 self._sleep(delay)
 
-    def send_chars(self, chars: str, delay: float | None = 0.01) -> None:
+    def send_chars(self, chars: str, delay: Duration | None = 0.01) -> None:
         """Type `chars`, one key per character."""
         with self.nested(f"sending keys {chars!r}"):
             for char in chars:
@@ -1033,7 +1077,7 @@ class Machine:
     def get_screen_text(self) -> str:
         raise MachineError(f"{self.name}: get_screen_text() {_NO_OCR}")
 
-    def wait_for_text(self, regex: str, timeout: int | float = 900) -> None:
+    def wait_for_text(self, regex: str, timeout: Duration = 900) -> None:
         raise MachineError(f"{self.name}: wait_for_text() {_NO_OCR}")
 
     def get_tty_text(self, tty: str) -> str:
@@ -1043,7 +1087,7 @@ class Machine:
         )
         return output
 
-    def wait_until_tty_matches(self, tty: str, regexp: str, timeout: int | float = 900) -> None:
+    def wait_until_tty_matches(self, tty: str, regexp: str, timeout: Duration = 900) -> None:
         pattern = re.compile(regexp)
 
         def check(last_try: bool) -> bool:
@@ -1060,7 +1104,7 @@ class Machine:
         """Copy the text of a virtual terminal into the guest's journal."""
         self.execute(f"fold -w 80 /dev/vcs{tty} | systemd-cat")
 
-    def wait_for_x(self, timeout: int | float = 900) -> None:
+    def wait_for_x(self, timeout: Duration = 900) -> None:
         """Wait until the X server is up (journal message and socket)."""
 
         def check(_last_try: bool) -> bool:
@@ -1080,7 +1124,7 @@ class Machine:
             r"xwininfo -root -tree | sed 's/.*0x[0-9a-f]* \"\([^\"]*\)\".*/\1/; t; d'"
         ).splitlines()
 
-    def wait_for_window(self, regexp: str, timeout: int | float = 900) -> None:
+    def wait_for_window(self, regexp: str, timeout: Duration = 900) -> None:
         pattern = re.compile(regexp)
 
         def check(last_try: bool) -> bool:
@@ -1120,7 +1164,7 @@ class Machine:
     # -- QMP ---------------------------------------------------------------------------------
 
     def wait_for_qmp_event(
-        self, event_filter: Callable[[dict[str, Any]], bool], timeout: int | float = 60 * 10
+        self, event_filter: Callable[[dict[str, Any]], bool], timeout: Duration = 60 * 10
     ) -> dict[str, Any]:
         """Skip QMP events until `event_filter(event)` is true; return that event."""
         if not self.booted:
@@ -1128,7 +1172,7 @@ class Machine:
         if self.qmp_client is None:
             raise MachineError(f"{self.name}: QMP is not connected")
         return self.qmp_client.wait_for_event(
-            event_filter, timeout, cancel=self._cancel(), is_dead=self.is_dead
+            event_filter, as_seconds(timeout), cancel=self._cancel(), is_dead=self.is_dead
         )
 
     # -- files -------------------------------------------------------------------------------
@@ -1165,7 +1209,7 @@ class Machine:
             f"echo -n {content} | base64 -d > {quoted}",
         )
 
-    def copy_from_machine(self, source: str, target_dir: str = "") -> None:
+    def copy_from_machine(self, source: str | Path, target_dir: str | Path = "") -> None:
         """Copy a guest file or directory to `<out_dir>/<target_dir>/`."""
         guest_source = Path(source)
         with tempfile.TemporaryDirectory(dir=self.shared_dir) as temp:
@@ -1187,8 +1231,9 @@ class Machine:
             else:
                 shutil.copy(intermediate, target)
 
-    def copy_from_vm(self, source: str, target_dir: str = "") -> None:
-        """Older name of `copy_from_machine`."""
+    def copy_from_vm(self, source: str | Path, target_dir: str | Path = "") -> None:
+        """Deprecated name of `copy_from_machine`."""
+        deprecated("copy_from_vm() is deprecated; use copy_from_machine()")
         self.copy_from_machine(source, target_dir)
 
     # -- initrd backdoor ----------------------------------------------------------------------

@@ -24,16 +24,19 @@ raises `PollingConditionError` when it fails.
 
 from __future__ import annotations
 
+import datetime
 import threading
 import time
 from typing import Any, Callable
 
+from driver.duration import Duration, as_seconds, format_duration, renamed_argument
 from driver.errors import PollingConditionError, RequestedAssertionFailed, ScriptCancelled
 from driver.events import EventBus
 from driver.logger import Logger
 from driver.patience import Patience
 
 DEFAULT_RETRY_TIMEOUT = 900.0
+DEFAULT_CONDITION_INTERVAL = 2.0
 
 # The cancel event of the running test, installed by the Driver: machine
 # waits and `retry` end promptly when the user stops a run.
@@ -67,21 +70,23 @@ def cancellable_sleep(seconds: float, cancel_event: threading.Event | None = Non
 
 def retry(
     fn: Callable[[bool], Any],
-    timeout_seconds: float = DEFAULT_RETRY_TIMEOUT,
+    timeout: Duration | None = None,
     *,
-    timeout: float | None = None,
-    interval: float = 1.0,
+    timeout_seconds: Duration | None = None,
+    interval: Duration = 1.0,
     cancel_event: threading.Event | None = None,
     on_attempt: Callable[[int, float], None] | None = None,
 ) -> None:
-    """Call `fn(False)` until it returns true, for at most `timeout_seconds`.
+    """Call `fn(False)` until it returns true, for at most `timeout` (900 s).
 
-    `timeout` is the older spelling of `timeout_seconds` and wins when given.
+    `timeout` is a `timedelta` or seconds; `timeout_seconds` is its
+    deprecated spelling (a deprecation line in the log).
     `on_attempt(attempts, elapsed)` runs after each failed attempt (the
     machine layer publishes `WaitProgress` from it).
     """
-    if timeout is not None:
-        timeout_seconds = timeout
+    chosen = renamed_argument("retry", "timeout_seconds", "timeout", timeout_seconds, timeout)
+    timeout_seconds = DEFAULT_RETRY_TIMEOUT if chosen is None else as_seconds(chosen)
+    interval = as_seconds(interval)
     # Never fewer attempts, nor less time, than NixOS gives (driver.patience).
     patience = Patience(timeout_seconds)
     raise_if_cancelled(cancel_event)
@@ -97,7 +102,7 @@ def retry(
     if fn(True):
         return
     raise RequestedAssertionFailed(
-        f"action timed out after {patience.elapsed():.2f} seconds (timeout={timeout_seconds})"
+        f"action timed out after {patience.elapsed():.2f} seconds (timeout={format_duration(timeout_seconds)})"
     )
 
 
@@ -135,12 +140,15 @@ class PollingCondition:
         self,
         condition: Callable[[], Any],
         logger: Logger,
-        seconds_interval: float = 2.0,
+        seconds_interval: Duration | None = None,
         description: str | None = None,
+        *,
+        interval: Duration | None = None,
     ) -> None:
         self.condition = condition
         self.logger = logger
-        self.seconds_interval = seconds_interval
+        chosen = renamed_argument("polling_condition", "seconds_interval", "interval", seconds_interval, interval)
+        self.seconds_interval = DEFAULT_CONDITION_INTERVAL if chosen is None else as_seconds(chosen)
         # As NixOS: the docstring as it is (not stripped), else the name.
         if description is not None:
             self.description = str(description)
@@ -213,7 +221,11 @@ class PollingCondition:
         if not self.check():
             raise PollingConditionError(self.status_message(False))
 
-    def wait(self, timeout: float = DEFAULT_RETRY_TIMEOUT) -> None:
+    @property
+    def interval(self) -> datetime.timedelta:
+        return datetime.timedelta(seconds=self.seconds_interval)
+
+    def wait(self, timeout: Duration = DEFAULT_RETRY_TIMEOUT) -> None:
         """Block until the condition holds (checked about once a second)."""
 
         def attempt(last: bool) -> bool:
@@ -225,22 +237,24 @@ class PollingCondition:
             return holds
 
         with self.logger.nested(f"waiting for {self.description}"):
-            retry(attempt, timeout_seconds=timeout)
+            retry(attempt, timeout=timeout)
 
 
 def polling_condition(
     fun: Callable[[], Any] | None = None,
     *,
-    seconds_interval: float = 2.0,
+    seconds_interval: Duration | None = None,
     description: str | None = None,
     logger: Logger | None = None,
+    interval: Duration | None = None,
 ) -> Any:
     """Build a polling condition; usable as `@polling_condition`,
-    `@polling_condition(seconds_interval=...)` or called directly."""
+    `@polling_condition(interval=timedelta(...))` or called directly.
+    `seconds_interval` is the deprecated spelling of `interval`."""
     log = logger if logger is not None else Logger(EventBus())
 
     def build(condition: Callable[[], Any]) -> PollingCondition:
-        return PollingCondition(condition, log, seconds_interval, description)
+        return PollingCondition(condition, log, seconds_interval, description, interval=interval)
 
     if fun is None:
         return build

@@ -39,6 +39,7 @@ from driver.events import (
     StatementStarted,
 )
 from driver.logger import Logger
+from driver.scriptapi import script_modules
 
 if TYPE_CHECKING:
     from driver.stepper import Stepper
@@ -251,7 +252,8 @@ class ScriptRunner:
             self.driver.cancel_event.clear()
         run_id = next(_run_ids)
         try:
-            return self._run(run_id, from_statement, until)
+            with script_modules():
+                return self._run(run_id, from_statement, until)
         finally:
             with self._lock:
                 self._running = False

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from driver.errors import ScriptCancelled
 from driver.events import DebuggerPaused, DebuggerResumed, EventBus, FrameSummary
+from driver.scriptapi import script_modules
 
 if TYPE_CHECKING:
     from driver.runner import Statement
@@ -269,7 +270,9 @@ class Stepper(bdb.Bdb):
             return "the script is running: pause it to evaluate code"
         if namespace is None:
             return "no script namespace yet: run the script first"
-        return _evaluate(source, namespace, namespace)
+        # As during a run, `import test_driver` gives vmtui's modules.
+        with script_modules():
+            return _evaluate(source, namespace, namespace)
 
     def variables(self) -> dict[str, str]:
         """The script's own names (no injected globals, modules or dunders)."""

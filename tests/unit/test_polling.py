@@ -27,32 +27,32 @@ def test_retry_returns_as_soon_as_fn_succeeds() -> None:
         calls.append(last)
         return len(calls) == 3
 
-    polling.retry(fn, timeout_seconds=60, interval=0)
+    polling.retry(fn, timeout=60, interval=0)
     assert calls == [False, False, False]
 
 
 def test_retry_makes_a_last_call_then_raises() -> None:
     calls: list[bool] = []
     with pytest.raises(RequestedAssertionFailed, match=r"^action timed out after \d+\.\d\d seconds \(timeout=0\)$"):
-        polling.retry(lambda last: calls.append(last), timeout_seconds=0, interval=0)
+        polling.retry(lambda last: calls.append(last), timeout=0, interval=0)
     assert calls == [True]
 
 
 def test_retry_last_call_may_still_succeed() -> None:
-    polling.retry(lambda last: last, timeout_seconds=0)
+    polling.retry(lambda last: last, timeout=0)
 
 
-def test_retry_accepts_the_old_timeout_keyword() -> None:
+def test_retry_takes_the_timeout_positionally() -> None:
     calls: list[bool] = []
     with pytest.raises(RequestedAssertionFailed, match="timeout=0"):
-        polling.retry(lambda last: calls.append(last), 900, timeout=0)
+        polling.retry(lambda last: calls.append(last), 0)
     assert calls == [True]
 
 
 def test_retry_reports_each_failed_attempt() -> None:
     seen: list[int] = []
     results = iter([False, False, True])
-    polling.retry(lambda _: next(results), timeout_seconds=60, interval=0, on_attempt=lambda n, _e: seen.append(n))
+    polling.retry(lambda _: next(results), timeout=60, interval=0, on_attempt=lambda n, _e: seen.append(n))
     assert seen == [1, 2]
 
 
@@ -66,7 +66,7 @@ def test_retry_ends_when_the_run_is_cancelled() -> None:
         return False
 
     with pytest.raises(ScriptCancelled):
-        polling.retry(fn, timeout_seconds=900, cancel_event=cancel)
+        polling.retry(fn, timeout=900, cancel_event=cancel)
     assert calls == [False]
 
 
