@@ -212,7 +212,7 @@ class RunRecord:
     # -- files ------------------------------------------------------------------
 
     def console_path(self, machine: str) -> Path:
-        return self.directory / "consoles" / f"{_safe_name(machine)}.log"
+        return self.directory / "consoles" / f"{safe_name(machine)}.log"
 
     def _copy_source(self, path: Path) -> str | None:
         if not path.is_file():
@@ -333,7 +333,7 @@ class RunRecord:
             return [f"{name}: not running, nothing collected"]
         graphical = getattr(machine, "is_graphical", None)
         if graphical is None or (callable(graphical) and graphical()) or graphical is True:
-            shot = folder / f"screenshot-{_safe_name(name)}.png"
+            shot = folder / f"screenshot-{safe_name(name)}.png"
             try:
                 machine.screenshot(str(shot))
                 notes.append(f"{name}: screenshot {shot.name}")
@@ -352,7 +352,7 @@ class RunRecord:
                     parts.append(f"$ {command}   (exit status {status})\n{output}")
                 except Exception as exc:
                     parts.append(f"$ {command}\n(could not run: {_first_line(exc)})")
-            path = folder / f"unit-{_safe_name(name)}-{_safe_name(unit)}.txt"
+            path = folder / f"unit-{safe_name(name)}-{safe_name(unit)}.txt"
             path.write_text("\n\n".join(parts), encoding="utf-8")
             notes.append(f"{name}: {unit} status and journal in {path.name}")
         return notes
@@ -390,7 +390,7 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _safe_name(name: str) -> str:
+def safe_name(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.@-]", "_", name) or "_"
 
 
@@ -420,7 +420,7 @@ def runs_root() -> Path:
 
 
 def runs_directory_of(test_name: str) -> Path:
-    return runs_root() / _safe_name(test_name)
+    return runs_root() / safe_name(test_name)
 
 
 def new_tui_record_directory(test_name: str, *, keep: int) -> Path:
