@@ -100,6 +100,10 @@ class Timeline(Tree[_Entry]):
         self._open_blocks: list[int] = []
         self._run_node: TreeNode[_Entry] | None = None
 
+    def block_node(self, block_id: int) -> TreeNode[_Entry] | None:
+        """The tree node of a block of the current run (replay jumps from it)."""
+        return self._block_nodes.get(block_id)
+
     # -- feeding ------------------------------------------------------------
 
     def apply(self, event: object) -> None:

@@ -14,6 +14,7 @@ the console line counts at the moment it opened.
 
 from __future__ import annotations
 
+import bisect
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -95,6 +96,7 @@ class SearchHit:
     line: int  # line number in that node's console (or in the driver's lines)
     text: str
     block_id: int | None = None  # for the driver's lines: the block they belong to
+    term: str = ""
 
 
 class ReplaySession:
@@ -107,6 +109,7 @@ class ReplaySession:
         self.driver_lines = LineSpool(spool_dir / "driver.spool")
         # Block -> block id of each driver line, sparse: the id changes rarely.
         self._driver_blocks: list[tuple[int, int | None]] = []
+        self._driver_starts: list[int] = []
         self._node_order: list[str] = []
         self._moments: dict[int, tuple[int, ...]] = {}
         self._open: list[int] = []
@@ -161,6 +164,7 @@ class ReplaySession:
     def _driver_line(self, text: str, block_id: int | None) -> None:
         if not self._driver_blocks or self._driver_blocks[-1][1] != block_id:
             self._driver_blocks.append((self.driver_lines.count, block_id))
+            self._driver_starts.append(self.driver_lines.count)
         self.driver_lines.append([text])
 
     # -- jumps --------------------------------------------------------------------
@@ -185,12 +189,8 @@ class ReplaySession:
         return spool.count if spool is not None else 0
 
     def block_of_driver_line(self, number: int) -> int | None:
-        block: int | None = None
-        for first, block_id in self._driver_blocks:
-            if first > number:
-                break
-            block = block_id
-        return block
+        index = bisect.bisect_right(self._driver_starts, number) - 1
+        return self._driver_blocks[index][1] if index >= 0 else None
 
     def search(self, term: str, *, limit: int = 500, cancel: threading.Event | None = None) -> list[SearchHit]:
         """Lines containing `term` in the driver's lines and in every console (in that order)."""
@@ -198,12 +198,12 @@ class ReplaySession:
         if not term:
             return hits
         for number, text in self.driver_lines.scan(term, limit, cancel):
-            hits.append(SearchHit(DRIVER_LOG, number, text, self.block_of_driver_line(number)))
+            hits.append(SearchHit(DRIVER_LOG, number, text, self.block_of_driver_line(number), term))
         for machine in list(self._node_order):
             if len(hits) >= limit:
                 break
             for number, text in self.consoles[machine].scan(term, limit - len(hits), cancel):
-                hits.append(SearchHit(machine, number, text))
+                hits.append(SearchHit(machine, number, text, None, term))
         return hits
 
     def close(self) -> None:

@@ -1,0 +1,110 @@
+"""Replay in the TUI, driven with Pilot: the samples in tests/data, read-only."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from vmtui.replay.app import ReplayApp, make_replay_app
+from widgets.console_pane import ConsolePane
+from widgets.run_status import RunStatus
+from widgets.script_view import ScriptView
+from widgets.timeline import Timeline
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+async def wait_streamed(app: ReplayApp, pilot: object) -> None:
+    for _ in range(200):
+        if app.replay.finished.is_set() and not app._flush_pending:
+            break
+        await asyncio.sleep(0.02)
+    await pilot.pause()  # type: ignore[attr-defined]
+    await pilot.pause()  # type: ignore[attr-defined]
+
+
+def pane(app: ReplayApp, machine: str) -> ConsolePane:
+    return next(p for p in app.query(ConsolePane) if p.machine == machine)
+
+
+@pytest.mark.asyncio
+async def test_a_nixos_log_becomes_panes_timeline_and_a_marked_failing_line(tmp_path: Path) -> None:
+    app = make_replay_app(DATA / "nixos-json-era.log", DATA / "storefront.py", tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_streamed(app, pilot)
+        assert {p.machine for p in app.query(ConsolePane)} == {"store", "gateway"}
+        store = pane(app, "store").view.lines
+        assert store[0] == "[    0.000000] Linux version 6.12.40 (nixbld@localhost)"
+        assert "storefront[733]: panic: database is locked" in store[-2]
+        # The failing statement is marked in the script, from the traceback.
+        assert app.query_one(ScriptView).error_line == 8
+        assert app.query_one(RunStatus).state == "failed"
+        labels = [str(node.label) for node in app.query_one(Timeline).root.children[0].children]
+        assert any("run the VM test script" in label for label in labels)
+    app.replay.close()
+
+
+@pytest.mark.asyncio
+async def test_choosing_a_timeline_block_jumps_to_its_line_and_the_consoles_then(tmp_path: Path) -> None:
+    app = make_replay_app(DATA / "nixos-json-era.log", DATA / "storefront.py", tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_streamed(app, pilot)
+        timeline = app.query_one(Timeline)
+        # Block 7: `store: waiting for unit multi-user.target`, before store booted.
+        node = timeline.block_node(7)
+        assert node is not None
+        timeline.focus()
+        timeline.move_cursor(node)
+        await pilot.pause()
+        assert app.jumped_to == 7
+        assert app.script_view.cursor_line == 4
+        lines = pane(app, "store").view.lines
+        marker = next(i for i, line in enumerate(lines) if "store: waiting for unit multi-user.target" in line)
+        assert marker == 0  # nothing printed before that moment
+        assert "Linux version" in lines[1]
+        # Back to the newest lines.
+        await pilot.press("g")
+        await pilot.pause()
+        assert not app.pinned
+        assert "Failed with result" in pane(app, "store").view.lines[-1]
+    app.replay.close()
+
+
+@pytest.mark.asyncio
+async def test_replay_is_read_only(tmp_path: Path) -> None:
+    app = make_replay_app(DATA / "nixos-logfile.xml", DATA / "mailer.py", tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_streamed(app, pilot)
+        for action in ("continue", "step_over", "toggle_breakpoint", "open_shell", "restart", "checkpoint"):
+            assert app.check_action(action, ()) is False
+        await pilot.press("b")
+        await pilot.press("c")
+        await pilot.pause()
+        assert app.session is None
+        assert not app.breakpoint_store.load(app.config.script_path)
+    app.replay.close()
+
+
+@pytest.mark.asyncio
+async def test_search_finds_console_and_driver_lines_and_jumps(tmp_path: Path) -> None:
+    app = make_replay_app(DATA / "nixos-logfile.xml", DATA / "mailer.py", tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_streamed(app, pilot)
+        hits = app.replay.search("postfix")
+        assert [h.where for h in hits] == ["(driver)", "mailer", "mailer", "mailer"]
+        await pilot.press("slash")
+        await pilot.pause()
+        await pilot.press(*"deferred", "enter")
+        for _ in range(50):
+            await pilot.pause()
+            if app.screen.query("#search-hits") and app.screen.query_one("#search-hits").option_count:  # type: ignore[attr-defined]
+                break
+        await pilot.press("enter")
+        await pilot.pause()
+        assert app.pinned
+        view = pane(app, "mailer").view
+        assert view.search_term == "deferred"
+        assert any("status=deferred" in line for line in view.lines)
+    app.replay.close()
