@@ -93,7 +93,8 @@ def decode_event(data: dict[str, Any], console_lines: tuple[str, ...] = ()) -> E
     if cls is ConsoleOutput:
         return ConsoleOutput(machine=str(data.get("machine", "")), lines=console_lines, timestamp=timestamp)
     names = {item.name for item in dataclasses.fields(cls)}
-    values = {key: value for key, value in data.items() if key not in ("type", "t")}
+    # `wall` is the record's wall-clock time of the event, not a field.
+    values = {key: value for key, value in data.items() if key not in ("type", "t", "wall")}
     unknown = set(values) - names
     if unknown:
         raise EventDecodeError(f"{kind}: unknown fields {', '.join(sorted(unknown))}")

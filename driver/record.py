@@ -427,12 +427,13 @@ def new_tui_record_directory(test_name: str, *, keep: int) -> Path:
     """A fresh `<runs>/<test>/<time>/`; older runs beyond the last `keep` are removed."""
     parent = runs_directory_of(test_name)
     parent.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    directory = parent / stamp
-    suffix = 1
-    while directory.exists():
-        suffix += 1
-        directory = parent / f"{stamp}-{suffix}"
+    # Names sort as the runs started (milliseconds: two sessions in one second).
+    while True:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S.%f")[:-3]
+        directory = parent / stamp
+        if not directory.exists():
+            break
+        time.sleep(0.001)
     prune_runs(parent, keep=max(0, keep - 1))
     directory.mkdir()
     return directory
