@@ -50,7 +50,10 @@ WINDOW_BEFORE = 2000
 WINDOW_AFTER = 500
 # Events the reader may publish before the UI drew a batch of them: keeps
 # the reader from racing ahead of the screen (and memory flat).
-MAX_IN_FLIGHT = 20_000
+MAX_IN_FLIGHT = 2_000
+# Before the first screen the reader stops after this many events until the
+# UI drew them: the first screen never waits for the reader's time slices.
+FIRST_SCREEN_EVENTS = 100
 SEARCH_LIMIT = 500
 
 # Actions of the live app that would touch a VM, the script or its files.
@@ -175,7 +178,7 @@ class ReplayApp(VmtuiApp):
     def _publish(self, event: Event) -> None:
         self.bus_bridge(event)
         self._in_flight += 1
-        if self._in_flight >= MAX_IN_FLIGHT:
+        if self._in_flight >= (MAX_IN_FLIGHT if self.first_screen_at is not None else FIRST_SCREEN_EVENTS):
             # Wait for the UI to draw what is queued (bounded: a stalled UI
             # cannot stall the reader for long, the bridge bounds console lines).
             self._drained.clear()

@@ -38,7 +38,9 @@ from vmtui.replay.script_match import ScriptMatcher, failing_line_of
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[@-Z\\-_]")
 _BUILD_PREFIX = re.compile(r"^(?:vm-test-run-[^>\s]*> |\s{0,8}> )")
-_SERIAL = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.-]*) # ?(.*)$")
+_NODE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+# Serial lines held before they are published as one ConsoleOutput per node.
+MAX_HELD_LINES = 2048
 _MACHINE_PREFIX = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.-]*): (.*)$")
 _FINISHED = re.compile(r"^\(finished: (.*), in (\d+(?:\.\d+)?) seconds\)$")
 _OLD_FINISHED = re.compile(r"^\((\d+(?:\.\d+)?) seconds\)$")
@@ -87,20 +89,46 @@ class NixosLogParser:
     _started: bool = False
     _elapsed: float = 0.0
     _in_plain_traceback: bool = False
+    _pending: dict[str, list[str]] = field(default_factory=dict)
+    _held: int = 0
 
     def feed(self, raw: str) -> list[Event]:
         events: list[Event] = []
         if not self._started:
             self._started = True
             events.append(ScriptStarted(filename=self.filename, run_id=1, timestamp=0.0))
-        line = strip_build_prefix(raw.rstrip("\r\n"))
-        plain = _ANSI.sub("", line)
-        serial = _SERIAL.match(plain)
-        if serial and (line.startswith(_DIM) or not line.startswith("\x1b")):
-            machine = serial.group(1)
-            self.machines.add(machine)
-            events.append(ConsoleOutput(machine=machine, lines=(_serial_text(line, machine),), timestamp=0.0))
+        line = raw.rstrip("\r\n")
+        if line[:1] in ("v", " "):
+            line = strip_build_prefix(line)
+        serial = _split_serial(line)
+        if serial is not None:
+            # Serial lines are most of a log: held and published per node in
+            # runs, the way a serial reader publishes them.
+            machine, text = serial
+            held = self._pending.get(machine)
+            if held is None:
+                held = self._pending[machine] = []
+                self.machines.add(machine)
+            held.append(text)
+            self._held += 1
+            if self._held >= MAX_HELD_LINES:
+                events.extend(self._flush())
             return events
+        events.extend(self._flush())
+        events.extend(self._other(line))
+        return events
+
+    def _flush(self) -> list[Event]:
+        if not self._held:
+            return []
+        events: list[Event] = [ConsoleOutput(machine=m, lines=tuple(lines), timestamp=0.0)
+                               for m, lines in self._pending.items()]
+        self._pending, self._held = {}, 0
+        return events
+
+    def _other(self, line: str) -> list[Event]:
+        events: list[Event] = []
+        plain = _ANSI.sub("", line)
         if plain.startswith("!!! ") or plain == "!!!":
             message = plain[4:]
             self._error(message)
@@ -137,6 +165,7 @@ class NixosLogParser:
         events: list[Event] = []
         if not self._started:
             events.append(ScriptStarted(filename=self.filename, run_id=1, timestamp=0.0))
+        events.extend(self._flush())
         events.extend(self._fail_open("the log ends before this block finished"))
         error = self.errors[-1] if self.errors else None
         line = failing_line_of(self.errors)
@@ -217,16 +246,25 @@ class NixosLogParser:
         return []
 
 
-def _serial_text(line: str, machine: str) -> str:
-    """The guest's own text of a serial line: prefix and the logger's dimming removed."""
+def _split_serial(line: str) -> tuple[str, str] | None:
+    """(node, the guest's text) of a serial line `<node> # <text>`, else None.
+
+    The logger dims serial lines (the guest's own colours inside stay); a
+    node name has no spaces or colons, which tells `server: echo a # b` apart.
+    """
     if line.startswith(_DIM):
         line = line[len(_DIM):]
-    if line.endswith(_RESET):
-        line = line[: -len(_RESET)]
-    prefix = f"{machine} # "
-    if line.startswith(prefix):
-        return line[len(prefix):]
-    return line[len(machine) + 2:] if line.startswith(f"{machine} #") else line
+        if line.endswith(_RESET):
+            line = line[: -len(_RESET)]
+    elif line.startswith("\x1b"):
+        return None
+    cut = line.find(" #")
+    if cut <= 0 or not _NODE_NAME.fullmatch(line, 0, cut):
+        return None
+    rest = line[cut + 2:]
+    if rest and rest[0] != " ":
+        return None
+    return line[:cut], rest[1:]
 
 
 def _ends_traceback(text: str) -> bool:

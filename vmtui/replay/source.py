@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import IO, Callable, Iterator
 
 from driver.errors import ConfigError
-from driver.events import Event
+from driver.events import ConsoleOutput, Event
 from driver.record import is_record, read_meta
 from vmtui.replay.nixlog import NixosLogParser
 from vmtui.replay.recordlog import RecordReader
@@ -49,6 +49,9 @@ class ReplaySource:
         if self.kind == "record":
             yield from RecordReader(self.path).events()
             return
+        yield from coalesce_console(self._log_events())
+
+    def _log_events(self) -> Iterator[Event]:
         matcher = ScriptMatcher(self.script_text) if self.script_text is not None else None
         with _open_binary(self.path) as stream:
             if self.kind == "xml-log":
@@ -56,8 +59,35 @@ class ReplaySource:
                 return
             parser = NixosLogParser(filename=self.path.name, script=matcher)
             for raw in stream:
-                yield from parser.feed(raw.decode("utf-8", "replace"))
+                events = parser.feed(raw.decode("utf-8", "replace"))
+                if events:
+                    yield from events
             yield from parser.finish()
+
+
+def coalesce_console(events: Iterator[Event], max_lines: int = 2048) -> Iterator[Event]:
+    """Runs of serial lines as one ConsoleOutput per node, as a serial reader publishes them.
+
+    A log has one event per serial line; merging them is what keeps a big
+    log cheap to draw.  Lines are held only until the next other event, so
+    every block still sees exactly the console lines printed before it.
+    """
+    pending: dict[str, list[str]] = {}
+    held = 0
+    for event in events:
+        if isinstance(event, ConsoleOutput):
+            pending.setdefault(event.machine, []).extend(event.lines)
+            held += len(event.lines)
+            if held < max_lines:
+                continue
+        if pending:
+            for machine, lines in pending.items():
+                yield ConsoleOutput(machine=machine, lines=tuple(lines), timestamp=0.0)
+            pending, held = {}, 0
+        if not isinstance(event, ConsoleOutput):
+            yield event
+    for machine, lines in pending.items():
+        yield ConsoleOutput(machine=machine, lines=tuple(lines), timestamp=0.0)
 
 
 def _open_binary(path: Path) -> IO[bytes]:
