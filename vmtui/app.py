@@ -126,7 +126,7 @@ class VmtuiApp(App[int]):
             Binding(str(n), f"focus_console({n})", f"Console {n}", id=f"vmtui.focus_console_{n}", show=False, tooltip=f"Focus console {n}")
             for n in range(1, 10)
         ),
-        Binding("H", "past_runs", "Past runs", id="vmtui.past_runs", show=False, tooltip="List the run records of this test and open one read-only"),
+        Binding("P", "past_runs", "Past runs", id="vmtui.past_runs", show=False, tooltip="List the run records of this test and open one read-only"),
         Binding("question_mark,f1", "help", "Help", id="vmtui.help", tooltip="Show every key"),
         Binding("q,ctrl+c", "quit", "Quit", id="vmtui.quit", tooltip="Quit; every VM is stopped"),
     ]

@@ -132,3 +132,31 @@ def test_a_failed_wait_for_a_unit_brings_its_status_and_journal(tmp_path: Path) 
     assert "$ systemctl status --no-pager --full broken.service   (exit status 3)" in unit
     assert "broken.service" in unit and "broken-on-purpose" in unit
     assert "$ journalctl --no-pager -n 200 -u broken.service" in unit
+
+
+@pytest.mark.vm
+def test_the_failure_bundle_has_a_screenshot_of_each_node_with_a_display(vm_network, tmp_path: Path) -> None:
+    from driver.config import NodeConfig, TestConfig
+    from driver.events import ScriptStarted
+    from driver.record import RunRecord
+
+    script = tmp_path / "t.py"
+    script.write_text("start_all()\n")
+    net = vm_network({"screen": {"vlans": [1], "command_prefix": "QEMU_OPTS='-vga std'"}, "plain": [1]})
+    config = TestConfig(nodes=[NodeConfig(n, "") for n in ("plain", "screen")], vlans=[1], script_path=script)
+    record = RunRecord(tmp_path / "rec", config, kind="headless")
+    net.bus.subscribe(record)
+    net.bus.publish(ScriptStarted(filename=str(script), run_id=1))
+    net.start_all()
+    net.bus.publish(ScriptFinished(run_id=1, ok=False, duration=1.0, error="AssertionError: shown", error_line=1))
+    bundle = record.write_failure_bundle([net["plain"], net["screen"]])
+    record.close()
+    assert bundle is not None
+    png = (bundle / "screenshot-screen.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert not (bundle / "screenshot-plain.png").exists()
+    failure = (bundle / "failure.txt").read_text()
+    assert "screen: screenshot screenshot-screen.png" in failure and "plain: no screenshot" in failure
+    # The record saw the real boot: both consoles, and the screendump's own block.
+    assert (tmp_path / "rec" / "consoles" / "screen.log").stat().st_size > 0
+    assert "screen: making screenshot" in (tmp_path / "rec" / "driver.log").read_text()

@@ -65,7 +65,7 @@ async def test_choosing_a_timeline_block_jumps_to_its_line_and_the_consoles_then
         assert marker == 0  # nothing printed before that moment
         assert "Linux version" in lines[1]
         # Back to the newest lines.
-        await pilot.press("g")
+        await pilot.press("l")
         await pilot.pause()
         assert not app.pinned
         assert "Failed with result" in pane(app, "store").view.lines[-1]
@@ -94,7 +94,7 @@ async def test_search_finds_console_and_driver_lines_and_jumps(tmp_path: Path) -
         await wait_streamed(app, pilot)
         hits = app.replay.search("postfix")
         assert [h.where for h in hits] == ["(driver)", "mailer", "mailer", "mailer"]
-        await pilot.press("slash")
+        await pilot.press("F")
         await pilot.pause()
         await pilot.press(*"deferred", "enter")
         for _ in range(50):
@@ -108,3 +108,82 @@ async def test_search_finds_console_and_driver_lines_and_jumps(tmp_path: Path) -
         assert view.search_term == "deferred"
         assert any("status=deferred" in line for line in view.lines)
     app.replay.close()
+
+
+def write_record(tmp_path: Path, state: Path | None = None) -> Path:
+    """A record as a run writes it: a real RunRecord fed the events of a failed run."""
+    from driver.config import NodeConfig, TestConfig
+    from driver.events import (BlockClosed, BlockOpened, ConsoleOutput, LogLevel, LogMessage, ScriptFinished,
+                               ScriptStarted, StatementFinished, StatementStarted)
+    from driver.record import RunRecord
+
+    script = tmp_path / "web.py"
+    script.write_text('start_all()\nserver.succeed("true")\nserver.succeed("false")\n')
+    config = TestConfig(nodes=[NodeConfig("server", "")], vlans=[], script_path=script, name="web")
+    directory = state if state is not None else tmp_path / "vmtui-run"
+    record = RunRecord(directory, config, kind="headless")
+    record(ScriptStarted(filename=str(script), run_id=1))
+    record(ConsoleOutput(machine="server", lines=tuple(f"boot line {i}" for i in range(30))))
+    for line, ok in ((1, True), (2, True), (3, False)):
+        record(StatementStarted(run_id=1, line=line, end_line=line))
+        record(BlockOpened(block_id=line, parent_id=None, title=f"must succeed: step {line}", machine="server",
+                           script_line=line))
+        record(ConsoleOutput(machine="server", lines=(f"during step {line}",)))
+        record(BlockClosed(block_id=line, duration=0.25 * line, ok=ok, error=None if ok else "exit 1"))
+        record(StatementFinished(run_id=1, line=line, end_line=line, ok=ok, duration=0.25 * line))
+    record(LogMessage("Traceback (most recent call last):", level=LogLevel.ERROR))
+    record(ScriptFinished(run_id=1, ok=False, duration=1.5, error="RequestedAssertionFailed: exit 1", error_line=3))
+    record.close(ok=False)
+    return directory
+
+
+@pytest.mark.asyncio
+async def test_a_record_replays_with_its_statement_marks_and_moments(tmp_path: Path) -> None:
+    record = write_record(tmp_path)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    app = make_replay_app(record, None, spool)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_streamed(app, pilot)
+        script = app.query_one(ScriptView)
+        assert script.error_line == 3
+        assert app.config.script_path == record / "web.py"
+        lines = pane(app, "server").view.lines
+        assert lines[0] == "boot line 0" and lines[-1] == "during step 3"
+        timeline = app.query_one(Timeline)
+        timeline.focus()
+        node = timeline.block_node(2)
+        assert node is not None
+        timeline.move_cursor(node)
+        await pilot.pause()
+        assert script.cursor_line == 2
+        shown = pane(app, "server").view.lines
+        at = next(i for i, line in enumerate(shown) if "server: must succeed: step 2" in line)
+        assert shown[at - 1] == "during step 1" and shown[at + 1] == "during step 2"
+    app.replay.close()
+
+
+@pytest.mark.asyncio
+async def test_the_live_app_lists_past_runs_of_its_test(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from driver.config import TestConfig
+    from driver.record import new_tui_record_directory
+    from vmtui.app import VmtuiApp
+    from vmtui.replay.past_runs import PastRunsScreen, replay_command
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    older = write_record(tmp_path, new_tui_record_directory("web", keep=5))
+    newer = write_record(tmp_path, new_tui_record_directory("web", keep=5))
+    config = TestConfig(nodes=[], vlans=[], script_path=tmp_path / "web.py", name="web")
+    app = VmtuiApp(config, None, autostart=False, clock=None)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.press("P")
+        await pilot.pause()
+        screen = app.screen
+        assert isinstance(screen, PastRunsScreen)
+        assert screen.runs == [newer, older]
+        labels = [str(screen.query_one("#past-runs").get_option_at_index(i).prompt) for i in range(2)]  # type: ignore[attr-defined]
+        assert labels[0] == f"{newer.name}  failed: RequestedAssertionFailed: exit 1"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, PastRunsScreen)
+    assert replay_command(newer)[-2:] == ["replay", str(newer)]

@@ -6,10 +6,10 @@ streams the source's events (vmtui/replay/session.py) into the same
 same batches.  What replay adds:
 
 - every control that would act on a VM or the script is disabled;
-- moving the timeline's cursor (or Enter) on a block jumps the script to its
-  line and every console to that moment (lines before it, a marker, lines
-  after); `g` goes back to the end of the consoles;
-- `/` searches everything (the driver's lines and every console, from disk).
+- moving the timeline's cursor onto a block jumps the script to its line
+  and every console to that moment (lines before it, a marker, lines
+  after); `l` goes back to the latest console lines;
+- `F` searches everything (the driver's lines and every console, from disk).
 
 The source streams while the screen is already up: the first screen of a
 100 MB log appears as soon as its first batch is drawn
@@ -136,8 +136,8 @@ class ReplayApp(VmtuiApp):
     CSS_PATH = str(Path(vmtui.app.__file__).with_name("app.tcss"))
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "search_all", "Search all", id="replay.search", tooltip="Search every console and the driver's lines"),
-        Binding("g", "latest", "Latest", id="replay.latest", tooltip="Show the newest console lines again"),
+        Binding("F", "search_all", "Search all", id="replay.search", tooltip="Search every console and the driver's lines"),
+        Binding("l", "latest", "Latest", id="replay.latest", tooltip="Show the newest console lines again"),
     ]
 
     def __init__(self, source: ReplaySource, session: ReplaySession, config: TestConfig, **kwargs: Any) -> None:
@@ -193,9 +193,9 @@ class ReplayApp(VmtuiApp):
             status.set_message("error", session.error)
         elif result is not None and not result.ok:
             where = f" at line {result.error_line}" if result.error_line is not None else ""
-            status.set_message("failed", f"replay: failed{where}: {result.error or ''}  (/ search, g newest)")
+            status.set_message("failed", f"replay: failed{where}: {result.error or ''}  (F: search all, l: latest lines)")
         else:
-            status.set_message("passed", f"replay of {self.source.describe()}: {session.events_seen} events  (/ search)")
+            status.set_message("passed", f"replay of {self.source.describe()}: {session.events_seen} events  (F: search all)")
 
     def on_unmount(self) -> None:
         # (Textual also calls VmtuiApp.on_unmount itself.)
