@@ -348,7 +348,7 @@ class RunRecord:
                 ("journal tail", f"journalctl --no-pager -n {_JOURNAL_LINES} -u {quoted}"),
             ):
                 try:
-                    status, output = machine.execute(command, check_return=False, timeout=_FAILURE_COMMAND_TIMEOUT)
+                    status, output = machine.execute(command, timeout=_FAILURE_COMMAND_TIMEOUT)
                     parts.append(f"$ {command}   (exit status {status})\n{output}")
                 except Exception as exc:
                     parts.append(f"$ {command}\n(could not run: {_first_line(exc)})")
