@@ -99,6 +99,7 @@ class Timeline(Tree[_Entry]):
         self._block_nodes: dict[int, TreeNode[_Entry]] = {}
         self._open_blocks: list[int] = []
         self._run_node: TreeNode[_Entry] | None = None
+        self._component_styles: dict[str, Style] = {}
 
     def block_node(self, block_id: int) -> TreeNode[_Entry] | None:
         """The tree node of a block of the current run (replay jumps from it)."""
@@ -199,7 +200,17 @@ class Timeline(Tree[_Entry]):
     # -- presentation -------------------------------------------------------
 
     def _component_style(self, component: str) -> Style:
-        return self.get_component_rich_style(f"timeline--{component}", partial=True)
+        # Every label needs a few of these, and computing one walks the CSS:
+        # cached until the styles change (a replay adds thousands of blocks).
+        style = self._component_styles.get(component)
+        if style is None:
+            style = self.get_component_rich_style(f"timeline--{component}", partial=True)
+            self._component_styles[component] = style
+        return style
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._component_styles.clear()
 
     def _label(self, entry: _Entry) -> Text:
         if entry.kind == "driver":
