@@ -25,7 +25,7 @@ from vmtui.replay.script_match import ScriptMatcher
 from vmtui.replay.xmllog import XmlLogParser
 
 _OPENERS: dict[str, Callable[[Path], IO[bytes]]] = {
-    ".gz": lambda p: gzip.open(p, "rb"),
+    ".gz": lambda p: gzip.open(p, "rb"),  # type: ignore[dict-item, return-value]
     ".bz2": lambda p: bz2.open(p, "rb"),
     ".xz": lambda p: lzma.open(p, "rb"),
 }

@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
-from typing import BinaryIO, Iterator
+from typing import IO, Iterator
 
 from driver.events import (
     BlockClosed,
@@ -56,9 +56,9 @@ class XmlLogParser:
     _elapsed: float = 0.0
     _in_traceback: bool = False
 
-    def parse(self, stream: BinaryIO) -> Iterator[Event]:
+    def parse(self, stream: IO[bytes]) -> Iterator[Event]:
         yield ScriptStarted(filename=self.filename, run_id=1, timestamp=0.0)
-        parser = ET.XMLPullParser(events=("start", "end"))
+        parser: ET.XMLPullParser = ET.XMLPullParser(events=("start", "end"))
         root: ET.Element | None = None
         while True:
             chunk = stream.read(CHUNK)
@@ -67,7 +67,10 @@ class XmlLogParser:
                     parser.feed(chunk)
                 else:
                     parser.close()
-                for kind, element in parser.read_events():
+                for item in parser.read_events():
+                    kind, element = item  # type: ignore[misc]  # typeshed: a tuple of any length
+                    if not isinstance(element, ET.Element):
+                        continue  # only "start"/"end" were asked for: always elements
                     if root is None and kind == "start":
                         root = element
                     yield from self._element(kind, element)
