@@ -249,3 +249,29 @@ def test_the_serial_budget_trims_serial_lines_once_with_a_note() -> None:
     assert "/out/vmtui-run/consoles/server.log" in note[0]
     assert budget.admit("server", ["d"]) == []
     assert budget.trimmed_lines == 2
+
+
+def test_a_tui_session_records_under_the_state_dir_and_bundles_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from vmtui.replay.past_runs import keep_runs, start_tui_record
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    monkeypatch.setenv("VMTUI_KEEP_RUNS", "3")
+    assert keep_runs() == 3
+    bus = EventBus()
+    warnings: list[str] = []
+    record = start_tui_record(make_config(tmp_path), bus, lambda: [], warn=warnings.append)
+    assert record is not None and not warnings
+    assert record.directory.parent == tmp_path / "state" / "vmtui" / "runs" / "web"
+    failing_run(bus)
+    for _ in range(200):  # the bundle is written by a thread of its own
+        if (record.directory / "failure" / "failure.txt").exists():
+            break
+        time.sleep(0.01)
+    record.close()
+    assert "failing line: web.py:2" in (record.directory / "failure" / "failure.txt").read_text()
+    monkeypatch.setenv("VMTUI_KEEP_RUNS", "zero")
+    assert keep_runs() == 20

@@ -250,12 +250,17 @@ class ReplayApp(VmtuiApp):
             return  # the tree following new entries is not the user choosing one
         block_id = self._node_blocks.get(event.node.id)
         if block_id is not None:
-            self.jump_to_block(block_id)
+            self.jump_to_block(block_id, event.node.data)
 
-    def jump_to_block(self, block_id: int) -> None:
-        """Script to the block's line, every console to the moment it opened."""
-        node = self.query_one(Timeline).block_node(block_id)
-        entry = node.data if node is not None else None
+    def jump_to_block(self, block_id: int, entry: Any = None) -> None:
+        """Script to the block's line, every console to the moment it opened.
+
+        `entry` is the block's timeline entry; without it, the block is looked
+        up in the timeline's current run (a record may hold several runs).
+        """
+        if entry is None:
+            node = self.query_one(Timeline).block_node(block_id)
+            entry = node.data if node is not None else None
         line = getattr(entry, "script_line", None)
         if line is not None:
             self.script_view.goto_line(line)
