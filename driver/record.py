@@ -120,7 +120,8 @@ def nixos_log_lines(event: Event, titles: dict[int, tuple[str, str | None]]) -> 
     return []
 
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[@-Z\\-_]")
+# OSC (titles, hyperlinks) up to BEL or ST, CSI, charset selection, other two-byte escapes.
+_ANSI = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[@-Z\\-_]")
 
 
 def strip_ansi(text: str) -> str:

@@ -268,7 +268,8 @@ def test_a_tui_session_records_under_the_state_dir_and_bundles_a_failure(
     assert record.directory.parent == tmp_path / "state" / "vmtui" / "runs" / "web"
     failing_run(bus)
     for _ in range(200):  # the bundle is written by a thread of its own
-        if (record.directory / "failure" / "failure.txt").exists():
+        done = record.directory / "failure" / "failure.txt"
+        if done.exists() and "failing line" in done.read_text():
             break
         time.sleep(0.01)
     record.close()

@@ -251,3 +251,10 @@ def test_the_session_keeps_moments_and_searches_from_disk(tmp_path: Path) -> Non
     assert [(h.where, h.block_id is not None) for h in hits][:2] == [("(driver)", True), ("(driver)", True)]
     assert ("store", 1) in [(h.where, h.line) for h in hits]
     session.close()
+
+
+def test_control_characters_in_driver_lines_never_reach_a_widget() -> None:
+    parser = NixosLogParser()
+    events = parser.feed("machine: must succeed: echo \x1b]0;pwned\x07\x1b[2J\x08done")
+    opened = [e for e in events if isinstance(e, BlockOpened)]
+    assert opened[0].title == "must succeed: echo done"

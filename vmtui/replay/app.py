@@ -19,6 +19,7 @@ spooled to disk and panes keep their bounded scrollback.
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import threading
@@ -26,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, ClassVar
 
+from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -36,6 +38,7 @@ from textual.widgets.option_list import Option
 
 from driver.config import NodeConfig, TestConfig
 from driver.events import BlockOpened, Event, ScriptFinished
+from driver.record import strip_ansi
 import vmtui.app
 from vmtui.app import VmtuiApp
 from vmtui.bridge import Batch
@@ -124,9 +127,14 @@ class SearchScreen(ModalScreen[SearchHit | None]):
         self._cancel.set()
 
 
-def _hit_label(hit: SearchHit) -> str:
+def _hit_label(hit: SearchHit) -> Text:
+    """A hit as plain text: guest bytes are neither markup nor escapes here."""
     where = "driver" if hit.where == DRIVER_LOG else f"{hit.where} #{hit.line + 1}"
-    return f"{where:>16}  {hit.text[:300]}"
+    text = _CONTROL.sub("", strip_ansi(hit.text[:300]))
+    return Text.assemble((f"{where:>16}", "dim"), "  ", text)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class ReplayApp(VmtuiApp):

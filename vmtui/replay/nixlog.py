@@ -36,8 +36,10 @@ from driver.events import (
 )
 from vmtui.replay.script_match import ScriptMatcher, failing_line_of
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[@-Z\\-_]")
+# OSC (titles, hyperlinks) up to BEL or ST, CSI, charset selection, other two-byte escapes.
+_ANSI = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[@-Z\\-_]")
 _BUILD_PREFIX = re.compile(r"^(?:vm-test-run-[^>\s]*> |\s{0,8}> )")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 _NODE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 # Serial lines held before they are published as one ConsoleOutput per node.
 MAX_HELD_LINES = 2048
@@ -128,7 +130,8 @@ class NixosLogParser:
 
     def _other(self, line: str) -> list[Event]:
         events: list[Event] = []
-        plain = _ANSI.sub("", line)
+        # The driver's own lines: no escapes or control characters reach a widget.
+        plain = _CONTROL.sub("", _ANSI.sub("", line))
         if plain.startswith("!!! ") or plain == "!!!":
             message = plain[4:]
             self._error(message)

@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 from typing import Any, Callable, ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
@@ -93,7 +94,8 @@ class PastRunsScreen(ModalScreen[Path | None]):
             else:
                 yield Static(f"no past runs of {self.test_name} yet")
             yield OptionList(
-                *(Option(describe_run(run) + ("  (this session)" if run == self.current else ""), id=str(i))
+                # Text, not markup: an error message may hold brackets.
+                *(Option(Text(describe_run(run) + ("  (this session)" if run == self.current else "")), id=str(i))
                   for i, run in enumerate(self.runs)),
                 id="past-runs",
             )
