@@ -349,12 +349,16 @@ def _run_recorded(
     code = 0 if result.ok else 1
     if driver.timed_out:
         reason = f"global timeout of {global_timeout:g} seconds reached"
-        printer(LogMessage(reason, level=LogLevel.ERROR))
+        timed_out = LogMessage(reason, level=LogLevel.ERROR)
+        printer(timed_out)
+        record(timed_out)
         if junit is not None:
             junit.fail_main(reason)
         code = 1
     elif not result.ok:
-        printer(LogMessage(_failure_summary(runner, result), level=LogLevel.ERROR))
+        summary = LogMessage(_failure_summary(runner, result), level=LogLevel.ERROR)
+        printer(summary)
+        record(summary)  # driver.log ends as stderr does
     if junit is not None and options.junit_xml is not None:
         junit.write(options.junit_xml, duration=time.monotonic() - started)
     record.close(ok=code == 0)
