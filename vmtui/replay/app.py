@@ -37,7 +37,7 @@ from textual.widgets import Input, OptionList, Static, Tree
 from textual.widgets.option_list import Option
 
 from driver.config import NodeConfig, TestConfig
-from driver.events import BlockOpened, Event, ScriptFinished
+from driver.events import BlockClosed, BlockOpened, Event, ScriptFinished
 from driver.record import strip_ansi
 import vmtui.app
 from vmtui.app import VmtuiApp
@@ -247,6 +247,12 @@ class ReplayApp(VmtuiApp):
             node = self.query_one(Timeline).block_node(event.block_id)
             if node is not None:
                 self._node_blocks[node.id] = event.block_id
+        elif isinstance(event, BlockClosed) and event.ok:
+            # Unlike a live run, a log may hold thousands of subtests: passed
+            # ones fold away too, so the tree the timeline redraws stays small.
+            node = self.query_one(Timeline).block_node(event.block_id)
+            if node is not None and node.children:
+                node.collapse()
         elif isinstance(event, ScriptFinished) and event.error_line is not None and not event.ok:
             self.script_view.goto_line(event.error_line)
 
