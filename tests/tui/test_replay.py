@@ -96,8 +96,11 @@ async def test_search_finds_console_and_driver_lines_and_jumps(tmp_path: Path) -
     app = make_replay_app(DATA / "nixos-logfile.xml", DATA / "mailer.py", tmp_path)
     async with app.run_test(size=(160, 48)) as pilot:
         await wait_streamed(app, pilot)
-        hits = app.replay.search("postfix")
-        assert [h.where for h in hits] == ["(driver)", "mailer", "mailer", "mailer"]
+        hits = app.replay.search("postfix", script=app.script_source)
+        assert [h.where for h in hits] == ["(script)", "(driver)", "mailer", "mailer", "mailer"]
+        sendmail = app.replay.search("sendmail", script=app.script_source)
+        assert [(h.where, h.line) for h in sendmail] == [("(script)", 3), ("(driver)", 12)]
+        assert sendmail[1].block_id is not None
         await pilot.press("F")
         await pilot.pause()
         await pilot.press(*"deferred", "enter")

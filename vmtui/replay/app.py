@@ -9,7 +9,7 @@ same batches.  What replay adds:
 - moving the timeline's cursor onto a block jumps the script to its line
   and every console to that moment (lines before it, a marker, lines
   after); `l` goes back to the latest console lines;
-- `F` searches everything (the driver's lines and every console, from disk).
+- `F` searches everything: the script, the driver's lines and every console (from disk).
 
 The source streams while the screen is already up: the first screen of a
 100 MB log appears as soon as its first batch is drawn
@@ -42,7 +42,7 @@ from driver.record import strip_ansi
 import vmtui.app
 from vmtui.app import VmtuiApp
 from vmtui.bridge import Batch
-from vmtui.replay.session import DRIVER_LOG, ReplaySession, SearchHit
+from vmtui.replay.session import DRIVER_LOG, SCRIPT, ReplaySession, SearchHit
 from vmtui.replay.source import ReplaySource, open_source
 from widgets.console_view import ConsoleView
 from widgets.run_status import RunStatus
@@ -78,15 +78,16 @@ class SearchScreen(ModalScreen[SearchHit | None]):
     """
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "dismiss(None)", "Close")]
 
-    def __init__(self, session: ReplaySession) -> None:
+    def __init__(self, session: ReplaySession, script: str = "") -> None:
         super().__init__()
         self.session = session
+        self.script = script
         self.hits: list[SearchHit] = []
         self._cancel = threading.Event()
 
     def compose(self) -> ComposeResult:
         with Vertical():
-            yield Input(placeholder="search every console and the driver's lines (Enter)", id="search-input")
+            yield Input(placeholder="search the script, the driver's lines and every console (Enter)", id="search-input")
             yield Static("", id="search-summary")
             yield OptionList(id="search-hits")
 
@@ -103,7 +104,7 @@ class SearchScreen(ModalScreen[SearchHit | None]):
 
     @work(thread=True, exclusive=True, group="replay-search")
     def _search(self, term: str, cancel: threading.Event) -> None:
-        hits = self.session.search(term, limit=SEARCH_LIMIT, cancel=cancel)
+        hits = self.session.search(term, limit=SEARCH_LIMIT, cancel=cancel, script=self.script)
         if not cancel.is_set():
             self.app.call_from_thread(self._show_hits, term, hits)
 
@@ -129,7 +130,7 @@ class SearchScreen(ModalScreen[SearchHit | None]):
 
 def _hit_label(hit: SearchHit) -> Text:
     """A hit as plain text: guest bytes are neither markup nor escapes here."""
-    where = "driver" if hit.where == DRIVER_LOG else f"{hit.where} #{hit.line + 1}"
+    where = {DRIVER_LOG: "driver", SCRIPT: f"script {hit.line + 1}"}.get(hit.where, f"{hit.where} #{hit.line + 1}")
     text = _CONTROL.sub("", strip_ansi(hit.text[:300]))
     return Text.assemble((f"{where:>16}", "dim"), "  ", text)
 
@@ -316,10 +317,14 @@ class ReplayApp(VmtuiApp):
             view.follow = True
 
     def action_search_all(self) -> None:
-        self.push_screen(SearchScreen(self.replay), self._search_chosen)
+        self.push_screen(SearchScreen(self.replay, self.script_source), self._search_chosen)
 
     def _search_chosen(self, hit: SearchHit | None) -> None:
         if hit is None:
+            return
+        if hit.where == SCRIPT:
+            self.script_view.goto_line(hit.line + 1)
+            self.script_view.focus()
             return
         if hit.where == DRIVER_LOG:
             if hit.block_id is not None:

@@ -25,6 +25,7 @@ from vmtui.replay.source import ReplaySource
 
 INDEX_STEP = 256
 DRIVER_LOG = "(driver)"
+SCRIPT = "(script)"
 
 
 class LineSpool:
@@ -192,12 +193,18 @@ class ReplaySession:
         index = bisect.bisect_right(self._driver_starts, number) - 1
         return self._driver_blocks[index][1] if index >= 0 else None
 
-    def search(self, term: str, *, limit: int = 500, cancel: threading.Event | None = None) -> list[SearchHit]:
-        """Lines containing `term` in the driver's lines and in every console (in that order)."""
+    def search(
+        self, term: str, *, limit: int = 500, cancel: threading.Event | None = None, script: str | None = None
+    ) -> list[SearchHit]:
+        """Lines containing `term`: in the script (if given), the driver's lines, every console."""
         hits: list[SearchHit] = []
         if not term:
             return hits
-        for number, text in self.driver_lines.scan(term, limit, cancel):
+        wanted = term.lower()
+        for number, text in enumerate((script or "").splitlines()):
+            if wanted in text.lower() and len(hits) < limit:
+                hits.append(SearchHit(SCRIPT, number, text, None, term))
+        for number, text in self.driver_lines.scan(term, limit - len(hits), cancel):
             hits.append(SearchHit(DRIVER_LOG, number, text, self.block_of_driver_line(number), term))
         for machine in list(self._node_order):
             if len(hits) >= limit:
