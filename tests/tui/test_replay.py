@@ -18,7 +18,7 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 
 async def wait_streamed(app: ReplayApp, pilot: object) -> None:
     for _ in range(200):
-        if app.replay.finished.is_set() and not app._flush_pending:
+        if app.streamed and not app._flush_pending:
             break
         await asyncio.sleep(0.02)
     await pilot.pause()  # type: ignore[attr-defined]
@@ -194,3 +194,15 @@ async def test_the_live_app_lists_past_runs_of_its_test(tmp_path: Path, monkeypa
         await pilot.pause()
         assert not isinstance(app.screen, PastRunsScreen)
     assert replay_command(newer)[-2:] == ["replay", str(newer)]
+
+
+@pytest.mark.asyncio
+async def test_without_the_script_the_traceback_shows_the_failing_line(tmp_path: Path) -> None:
+    app = make_replay_app(DATA / "nixos-json-era.log", None, tmp_path)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await wait_streamed(app, pilot)
+        script = app.query_one(ScriptView)
+        assert script.line_text(8) == 'store.wait_for_unit("storefront.service")'
+        assert script.line_text(1).startswith("# This log names no test script")
+        assert script.error_line == 8 and script.cursor_line == 8
+    app.replay.close()

@@ -35,6 +35,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, OptionList, Static, Tree
 from textual.widgets.option_list import Option
+from textual.worker import Worker, WorkerState
 
 from driver.config import NodeConfig, TestConfig
 from driver.events import BlockClosed, BlockOpened, Event, ScriptFinished
@@ -42,6 +43,7 @@ from driver.record import strip_ansi
 import vmtui.app
 from vmtui.app import VmtuiApp
 from vmtui.bridge import Batch
+from vmtui.replay.script_match import script_from_traceback
 from vmtui.replay.session import DRIVER_LOG, SCRIPT, ReplaySession, SearchHit
 from vmtui.replay.source import ReplaySource, open_source
 from widgets.console_view import ConsoleView
@@ -160,6 +162,8 @@ class ReplayApp(VmtuiApp):
         # True after a jump: the panes show a moment, not the newest lines.
         self.pinned = False
         self.first_screen_at: float | None = None
+        # Set once the whole source was read and its verdict shown.
+        self.streamed = False
         self._early_lines: dict[str, list[str]] = {}
         self.jumped_to: int | None = None
 
@@ -201,10 +205,30 @@ class ReplayApp(VmtuiApp):
         if session.error is not None:
             status.set_message("error", session.error)
         elif result is not None and not result.ok:
+            if self.source.script_path is None:
+                self._script_from_traceback(result.error_line)
             where = f" at line {result.error_line}" if result.error_line is not None else ""
             status.set_message("failed", f"replay: failed{where}: {result.error or ''}  (F: search all, l: latest lines)")
         else:
             status.set_message("passed", f"replay of {self.source.describe()}: {session.events_seen} events  (F: search all)")
+        self.streamed = True
+
+    @on(Worker.StateChanged)
+    def _reader_failed(self, event: Worker.StateChanged) -> None:
+        # A bug in the reader must show, not leave a replay that never ends.
+        if event.worker.group == "replay" and event.worker.state is WorkerState.ERROR:
+            self.query_one(RunStatus).set_message("error", f"replay stopped: {event.worker.error!r}")
+
+    def _script_from_traceback(self, error_line: int | None) -> None:
+        """No script given: show what the traceback printed of it, at its line numbers."""
+        text = script_from_traceback(self.replay.error_lines, _PLACEHOLDER_SCRIPT.strip())
+        if text is None:
+            return
+        script = self.script_view
+        script.load(text)
+        if error_line is not None:
+            script.set_error_line(error_line)
+            script.goto_line(error_line)
 
     def on_unmount(self) -> None:
         # (Textual also calls VmtuiApp.on_unmount itself.)

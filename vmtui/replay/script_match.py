@@ -74,3 +74,26 @@ def failing_line_of(error_lines: list[str]) -> int | None:
 
 
 _LIBRARY_PATHS = ("/site-packages/", "/lib/python", "/test_driver/", "/nix/store/", "<frozen")
+
+
+def script_from_traceback(error_lines: list[str], header: str) -> str | None:
+    """What a traceback shows of the script, each line at its own number; None if nothing.
+
+    Without the script, this is all a log knows of it: the failing line's
+    source (NixOS prints it under the frame) lands where the mark points.
+    `header` fills line 1 when the traceback does not name that line.
+    """
+    known: dict[int, str] = {}
+    for index, text in enumerate(error_lines):
+        frame = _FRAME.search(text)
+        if frame is None or frame.group(1) != "<string>" and any(p in frame.group(1) for p in _LIBRARY_PATHS):
+            continue
+        following = error_lines[index + 1] if index + 1 < len(error_lines) else ""
+        if following.startswith("    ") and not _FRAME.search(following):
+            known[int(frame.group(2))] = following.strip()
+    if not known:
+        return None
+    lines = [known.get(number, "") for number in range(1, max(known) + 1)]
+    if 1 not in known:
+        lines[0] = header
+    return "\n".join(lines) + "\n"

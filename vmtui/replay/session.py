@@ -20,10 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Callable, Iterator
 
-from driver.events import BlockClosed, BlockOpened, ConsoleOutput, Event, LogMessage, ScriptFinished
+from driver.events import BlockClosed, BlockOpened, ConsoleOutput, Event, LogLevel, LogMessage, ScriptFinished
 from vmtui.replay.source import ReplaySource
 
 INDEX_STEP = 256
+MAX_ERROR_LINES = 400
 DRIVER_LOG = "(driver)"
 SCRIPT = "(script)"
 
@@ -118,6 +119,8 @@ class ReplaySession:
         self.finished = threading.Event()
         self.result: ScriptFinished | None = None
         self.error: str | None = None
+        # The error lines (tracebacks), newest last; a bounded tail.
+        self.error_lines: list[str] = []
 
     # -- streaming ----------------------------------------------------------------
 
@@ -148,6 +151,9 @@ class ReplaySession:
             if not event.ok and event.error:
                 self._driver_line(f"failed: {event.error}", event.block_id)
         elif isinstance(event, LogMessage):
+            if event.level >= LogLevel.ERROR:
+                self.error_lines.extend(event.message.splitlines() or [""])
+                del self.error_lines[:-MAX_ERROR_LINES]
             prefix = f"{event.machine}: " if event.machine else ""
             for line in event.message.splitlines() or [""]:
                 self._driver_line(prefix + line, self._open[-1] if self._open else None)
