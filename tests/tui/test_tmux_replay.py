@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -31,3 +32,19 @@ def test_replay_of_a_nixos_log_in_a_terminal(tmp_path: Path) -> None:
         terminal.close()
     # The spool directory went with the app.
     assert set(Path(tempfile.gettempdir()).glob("vmtui-replay-*")) == spools_before
+
+
+def test_closing_the_terminal_ends_replay_and_removes_its_spool(tmp_path: Path) -> None:
+    spools_before = set(Path(tempfile.gettempdir()).glob("vmtui-replay-*"))
+    terminal = Terminal(f"{VMTUI} replay {DATA / 'nixos-logfile.xml'}", tmp_path)
+    try:
+        terminal.wait_for(lambda: "postfix/local[815]" in terminal.screen(), "the mailer console")
+        assert set(Path(tempfile.gettempdir()).glob("vmtui-replay-*")) != spools_before
+        pid = terminal.shell_pid
+    finally:
+        terminal.close()  # the terminal goes away: SIGHUP
+    give_up = time.monotonic() + 30
+    while set(Path(tempfile.gettempdir()).glob("vmtui-replay-*")) != spools_before:
+        assert time.monotonic() < give_up, "the spool directory stayed"
+        time.sleep(0.2)
+    assert not Path(f"/proc/{pid}").exists() or "vmtui" not in Path(f"/proc/{pid}/cmdline").read_text()

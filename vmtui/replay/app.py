@@ -375,17 +375,22 @@ def _replay_config(source: ReplaySource, spool_dir: Path) -> TestConfig:
     )
 
 
-def make_replay_app(path: Path, script: Path | None, spool_dir: Path) -> ReplayApp:
-    """The app for `vmtui replay` (raises ConfigError for bad input)."""
+def make_replay_app(path: Path, script: Path | None, spool_dir: Path, *, owns_process: bool = False) -> ReplayApp:
+    """The app for `vmtui replay` (raises ConfigError for bad input).
+
+    `owns_process`: the app is the process (SIGTERM/SIGHUP/SIGINT end it
+    the orderly way, so the spool directory is removed).
+    """
     source = open_source(path, script)
-    return ReplayApp(source, ReplaySession(source, spool_dir), _replay_config(source, spool_dir))
+    return ReplayApp(source, ReplaySession(source, spool_dir), _replay_config(source, spool_dir),
+                     owns_process=owns_process)
 
 
 def run_replay(path: Path, script: Path | None = None) -> int:
     """`vmtui replay`: open the app; spool files live in a temporary directory removed at exit."""
     spool_dir = Path(tempfile.mkdtemp(prefix="vmtui-replay-"))
     try:
-        app = make_replay_app(path, script, spool_dir)
+        app = make_replay_app(path, script, spool_dir, owns_process=True)
         try:
             app.run()
         finally:
