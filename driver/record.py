@@ -29,7 +29,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Protocol
+from typing import IO, Any, Protocol, Sequence
 
 from driver.config import TestConfig
 from driver.event_codec import encode_event
@@ -141,11 +141,6 @@ class FailureMachine(Protocol):
     def execute(self, command: str, check_return: bool = True, check_output: bool = True,
                 timeout: float | None = 900) -> tuple[int, str]: ...
     def screenshot(self, filename: str) -> None: ...
-
-
-class MachineLookup(Protocol):
-    @property
-    def machines(self) -> list[Any]: ...
 
 
 @dataclass
@@ -291,7 +286,7 @@ class RunRecord:
 
     # -- the failure bundle ----------------------------------------------------------
 
-    def write_failure_bundle(self, machines: list[Any] | None = None) -> Path | None:
+    def write_failure_bundle(self, machines: Sequence[FailureMachine] | None = None) -> Path | None:
         """Write `failure/` for the last failed run; None when no run failed.
 
         With `machines` (the driver's, still up), also a screenshot of each
@@ -323,7 +318,7 @@ class RunRecord:
         (folder / "failure.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
         return folder
 
-    def _collect_from(self, machine: Any, info: FailureInfo, folder: Path) -> list[str]:
+    def _collect_from(self, machine: FailureMachine, info: FailureInfo, folder: Path) -> list[str]:
         notes: list[str] = []
         name = str(getattr(machine, "name", "?"))
         try:

@@ -14,6 +14,7 @@ from driver.events import (
     BlockOpened,
     ConsoleOutput,
     DebuggerPaused,
+    Event,
     EventBus,
     FrameSummary,
     LogLevel,
@@ -67,7 +68,7 @@ def failing_run(record: RunRecord | EventBus) -> None:
 
 
 def test_every_event_survives_the_json_round_trip() -> None:
-    events = [
+    events: list[Event] = [
         MachineStateChanged(machine="a", state=MachineState.EXITED, exit_code=-9, detail="killed"),
         LogMessage("hi", machine="a", level=LogLevel.WARNING),
         BlockOpened(block_id=1, parent_id=None, title="t", kind="subtest", script_line=3),
