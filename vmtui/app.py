@@ -126,6 +126,7 @@ class VmtuiApp(App[int]):
             Binding(str(n), f"focus_console({n})", f"Console {n}", id=f"vmtui.focus_console_{n}", show=False, tooltip=f"Focus console {n}")
             for n in range(1, 10)
         ),
+        Binding("P", "past_runs", "Past runs", id="vmtui.past_runs", show=False, tooltip="List the run records of this test and open one read-only"),
         Binding("question_mark,f1", "help", "Help", id="vmtui.help", tooltip="Show every key"),
         Binding("q,ctrl+c", "quit", "Quit", id="vmtui.quit", tooltip="Quit; every VM is stopped"),
     ]
@@ -181,6 +182,8 @@ class VmtuiApp(App[int]):
         self.pending_restart: dict[str, str] = {}
         self._pending_script: Path | None = None
         self._watch_lock = threading.Lock()
+        # This session's run record (driver/record.py), when run_tui made one.
+        self.run_record: Any = None
 
     @staticmethod
     def _read(path: Path) -> str:
@@ -1037,6 +1040,23 @@ class VmtuiApp(App[int]):
         switcher.border_title = f"[b]{shown}[/b]   [dim]v: {other}[/]"
         self.query_one(f"#{switcher.current}").focus()
 
+    # -- run records (vmtui/replay/past_runs.py) ---------------------------------
+
+    def action_past_runs(self) -> None:
+        from vmtui.replay.past_runs import PastRunsScreen
+
+        current = self.run_record.directory if self.run_record is not None else None
+        self.push_screen(PastRunsScreen(self.config.name, current), self._open_past_run)
+
+    def _open_past_run(self, path: Path | None) -> None:
+        if path is None:
+            return
+        from vmtui.replay.past_runs import open_in_replay
+
+        # The replay takes the terminal; the VMs and the run go on meanwhile.
+        with self.suspend():
+            open_in_replay(path)
+
     def action_help(self) -> None:
         self.push_screen(HelpScreen(self.help_sections()))
 
@@ -1131,9 +1151,22 @@ def run_tui(config: TestConfig, options: Any) -> int:
     keep_state = bool(getattr(options, "keep_state", False))
     sessions: list[Any] = []
 
+    records: list[Any] = []
+
     def make_session(cfg: TestConfig) -> Any:
-        session = Session(cfg, EventBus(), out_dir=out_dir, keep_state=keep_state)
+        from vmtui.replay.past_runs import start_tui_record
+
+        bus = EventBus()
+        # Subscribed before the machines exist, so the record sees their first lines.
+        record = start_tui_record(
+            cfg, bus, lambda: list(session.driver.machines),
+            warn=lambda message: app.call_from_thread(app.notify, message, severity="warning"),
+        )
+        session = Session(cfg, bus, out_dir=out_dir, keep_state=keep_state)
         sessions.append(session)
+        if record is not None:
+            records.append(record)
+            app.run_record = record
         return session
 
     try:
@@ -1147,4 +1180,6 @@ def run_tui(config: TestConfig, options: Any) -> int:
     finally:
         for session in sessions:
             session.close()
+        for record in records:
+            record.close()
     return 0 if status is None else int(status)

@@ -4,6 +4,7 @@
     vmtui demo [--headless]            the embedded todos example
     vmtui run --headless TARGET        same, NixOS style: log on stderr, exit 0/1
     vmtui driver ARGS...               a drop-in for `nixos-test-driver`
+    vmtui replay PATH [--script FILE]  a run record or a NixOS driver log, read-only
 
 Without a TARGET, the nixos-test-driver contract is honoured: its flags
 (`--config`, `--start-scripts`, `--vm-names`, ...) or environment
@@ -60,7 +61,7 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="vmtui",
-        usage="vmtui [run] TARGET [--headless] [options]\n       vmtui driver NIXOS-TEST-DRIVER-ARGUMENTS...",
+        usage="vmtui [run] TARGET [--headless] [options]\n       vmtui driver NIXOS-TEST-DRIVER-ARGUMENTS...\n       vmtui replay PATH [--script FILE]",
         description="Debug NixOS-style VM integration tests: consoles, script, step debugger.",
         epilog="TARGET: demo, a .toml spec, a .nix file or flake#attr, or a built test driver (./result).",
     )
@@ -115,6 +116,8 @@ def _main(program: str, args: list[str]) -> int:
         return _run_driver_contract(args, force_headless=False)
     if args[:1] == ["driver"]:
         return _run_driver_contract(args[1:], force_headless=False)
+    if args[:1] == ["replay"]:
+        return _run_replay(args[1:])
     verb_run = args[:1] == ["run"]
     rest = args[1:] if verb_run else args
     if _looks_like_driver_contract(rest):
@@ -174,6 +177,19 @@ def _run(config: TestConfig, options: RunOptions) -> int:
 
         return run_headless(config, options)
     return run_tui(config, options)
+
+
+def _run_replay(args: list[str]) -> int:
+    parser = _Parser(
+        prog="vmtui replay",
+        description="Open a past run read-only: a vmtui run record, a NixOS driver log (nix log, Hydra) or its XML LOGFILE.",
+    )
+    parser.add_argument("path", type=Path, help="a vmtui-run/ directory, a saved log, or the XML log")
+    parser.add_argument("--script", type=Path, help="the test script, to mark the failing statement in it")
+    parsed = parser.parse_args(args)
+    from vmtui.replay.app import run_replay
+
+    return run_replay(parsed.path, parsed.script)
 
 
 # -- the nixos-test-driver contract --------------------------------------------

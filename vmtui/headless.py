@@ -39,8 +39,10 @@ from driver.events import (
     LogMessage,
     ScriptFinished,
 )
+from driver.record import RunRecord, headless_record_directory
 from driver.runner import RunResult, ScriptRunner, compile_script, find_unknown_node_names
 from vmtui.options import RunOptions
+from vmtui.stderr_budget import SerialBudget, serial_limit_from_env
 
 # How long the script may keep running after the global timeout fired and
 # every VM was released, before the runner gives up waiting for it.
@@ -73,8 +75,11 @@ class TerminalLog:
         color: bool | None = None,
         level: LogLevel = LogLevel.INFO,
         serial_enabled: Callable[[], bool] = lambda: True,
+        serial_budget: SerialBudget | None = None,
     ) -> None:
         self.stream = stream
+        # Keeps stderr under Hydra's log limit by trimming serial lines.
+        self.serial_budget = serial_budget
         self.color = stream.isatty() if color is None else color
         self.level = level
         # Asked for every console line: serial_stdout_on/off in the script.
@@ -99,6 +104,8 @@ class TerminalLog:
                     self._paint(_DIM, f"{event.machine} # {line if self.color else _ANSI.sub('', line)}")
                     for line in event.lines
                 ]
+                if self.serial_budget is not None:
+                    lines = self.serial_budget.admit(event.machine, lines)
                 self._write(lines)
 
     def _message(self, event: LogMessage) -> None:
@@ -123,8 +130,11 @@ class TerminalLog:
 
     def _write(self, lines: list[str]) -> None:
         with self._lock:
+            text = "".join(line + "\n" for line in lines)
+            if self.serial_budget is not None:
+                self.serial_budget.count(len(text.encode("utf-8", "replace")))
             try:
-                self.stream.write("".join(line + "\n" for line in lines))
+                self.stream.write(text)
                 self.stream.flush()
             except (OSError, ValueError):
                 pass  # a closed or broken stderr must not fail the test
@@ -151,12 +161,12 @@ class _OpenSubtest:
 
 
 class JUnitReport:
-    """Collects subtests as JUnit test cases, like the NixOS driver's report.
+    """Collects subtests as JUnit test cases, as the NixOS driver writes them since 2026.
 
-    One test suite, "NixOS integration test"; one case per subtest (the
-    time of nested subtests is not counted twice); log, block and serial
-    lines land in the innermost open case, or in "main" outside any
-    subtest.  "main" is reported when there are no subtests or when it failed.
+    One test suite, "NixOS integration test", whose `system-out` holds every
+    log line (`system-err` the errors); one case per subtest (the time of
+    nested subtests is not counted twice) with the lines logged inside it;
+    a "main" case only when there are no subtests.
     """
 
     SUITE = "NixOS integration test"
@@ -167,6 +177,8 @@ class JUnitReport:
         self.cases: list[_Case] = []
         self._stack: list[_OpenSubtest] = []
         self._titles: dict[int, tuple[str, str | None]] = {}
+        self.suite_out: list[str] = []
+        self.suite_err: list[str] = []
 
     def _current(self) -> _Case:
         return self._stack[-1].case if self._stack else self.main
@@ -175,7 +187,7 @@ class JUnitReport:
         with self._lock:
             if isinstance(event, BlockOpened):
                 self._titles[event.block_id] = (event.title, event.machine)
-                self._current().stdout.append(_prefixed(event.title, event.machine))
+                self._out(_prefixed(event.title, event.machine))
                 if event.kind == "subtest":
                     case = _Case(event.title.removeprefix("subtest: "))
                     self.cases.append(case)
@@ -190,9 +202,10 @@ class JUnitReport:
                         self._stack[-1].nested_time += event.duration
                 title, machine = self._titles.pop(event.block_id, ("?", None))
                 finished = f"(finished: {title}, in {event.duration:.2f} seconds)"
-                self._current().stdout.append(_prefixed(finished, machine))
+                self._out(_prefixed(finished, machine))
             elif isinstance(event, ConsoleOutput):
-                self._current().stdout.extend(f"{event.machine} # {_ANSI.sub('', line)}" for line in event.lines)
+                for line in event.lines:
+                    self._out(f"{event.machine} # {_ANSI.sub('', line)}")
             elif isinstance(event, ScriptFinished) and not event.ok:
                 # The one-line reason beats the first line of the traceback.
                 self.main.failure = event.error or ("cancelled" if event.cancelled else "failed")
@@ -201,10 +214,15 @@ class JUnitReport:
                 line = _prefixed(event.message, event.machine)
                 if event.level >= LogLevel.ERROR:
                     case.stderr.append(line)
+                    self.suite_err.append(line)
                     if case is self.main and self.main.failure is None:
                         self.main.failure = event.message
                 else:
-                    case.stdout.append(line)
+                    self._out(line)
+
+    def _out(self, line: str) -> None:
+        self._current().stdout.append(line)
+        self.suite_out.append(line)
 
     def fail_main(self, reason: str) -> None:
         with self._lock:
@@ -212,9 +230,7 @@ class JUnitReport:
 
     def write(self, path: Path, *, duration: float) -> None:
         with self._lock:
-            cases = list(self.cases)
-            if not cases or self.main.failure is not None:
-                cases.insert(0, self.main)
+            cases = list(self.cases) or [self.main]
             root = ET.Element("testsuites")
             failures = sum(1 for case in cases if case.failure is not None)
             suite = ET.SubElement(
@@ -237,6 +253,8 @@ class JUnitReport:
                     ET.SubElement(element, "system-out").text = "\n".join(case.stdout)
                 if case.stderr:
                     ET.SubElement(element, "system-err").text = "\n".join(case.stderr)
+            ET.SubElement(suite, "system-out").text = "\n".join(self.suite_out)
+            ET.SubElement(suite, "system-err").text = "\n".join(self.suite_err)
         ET.indent(root)
         path.parent.mkdir(parents=True, exist_ok=True)
         ET.ElementTree(root).write(path, encoding="utf-8", xml_declaration=True)
@@ -274,12 +292,32 @@ def run_headless(config: TestConfig, options: RunOptions, *, stream: TextIO | No
     preflight(config)
 
     bus = EventBus()
-    printer = TerminalLog(out, level=level)
+    # The run record (vmtui-run/ in the output directory: $out in a Nix build).
+    record = RunRecord(headless_record_directory(options.out_dir), config, kind="headless")
+    bus.subscribe(record)
+    budget = SerialBudget(serial_limit_from_env(), lambda machine: str(record.console_path(machine)))
+    printer = TerminalLog(out, level=level, serial_budget=budget)
     bus.subscribe(printer)
     junit = JUnitReport() if options.junit_xml is not None else None
     if junit is not None:
         bus.subscribe(junit)
 
+    try:
+        code = _run_recorded(config, options, source, bus, printer, junit, record)
+    finally:
+        record.close()
+    return code
+
+
+def _run_recorded(
+    config: TestConfig,
+    options: RunOptions,
+    source: str,
+    bus: EventBus,
+    printer: TerminalLog,
+    junit: JUnitReport | None,
+    record: RunRecord,
+) -> int:
     started = time.monotonic()
     global_timeout = options.global_timeout if options.global_timeout is not None else config.global_timeout
     with Driver(
@@ -297,6 +335,9 @@ def run_headless(config: TestConfig, options: RunOptions, *, stream: TextIO | No
         result = _run_script(runner, driver)
         if result.ok:
             driver.sync_machines()
+        elif not driver.timed_out:
+            # While the nodes are still up: screenshots, the failed unit's status.
+            record.write_failure_bundle(driver.machines)
         driver.cancel_global_timer()
 
     if result.unknown_node is not None and not driver.timed_out:
@@ -308,14 +349,19 @@ def run_headless(config: TestConfig, options: RunOptions, *, stream: TextIO | No
     code = 0 if result.ok else 1
     if driver.timed_out:
         reason = f"global timeout of {global_timeout:g} seconds reached"
-        printer(LogMessage(reason, level=LogLevel.ERROR))
+        timed_out = LogMessage(reason, level=LogLevel.ERROR)
+        printer(timed_out)
+        record(timed_out)
         if junit is not None:
             junit.fail_main(reason)
         code = 1
     elif not result.ok:
-        printer(LogMessage(_failure_summary(runner, result), level=LogLevel.ERROR))
+        summary = LogMessage(_failure_summary(runner, result), level=LogLevel.ERROR)
+        printer(summary)
+        record(summary)  # driver.log ends as stderr does
     if junit is not None and options.junit_xml is not None:
         junit.write(options.junit_xml, duration=time.monotonic() - started)
+    record.close(ok=code == 0)
     return code
 
 

@@ -99,6 +99,12 @@ class Timeline(Tree[_Entry]):
         self._block_nodes: dict[int, TreeNode[_Entry]] = {}
         self._open_blocks: list[int] = []
         self._run_node: TreeNode[_Entry] | None = None
+        self._component_styles: dict[str, Style] = {}
+        self._follow_target: TreeNode[_Entry] | None = None
+
+    def block_node(self, block_id: int) -> TreeNode[_Entry] | None:
+        """The tree node of a block of the current run (replay jumps from it)."""
+        return self._block_nodes.get(block_id)
 
     # -- feeding ------------------------------------------------------------
 
@@ -189,13 +195,33 @@ class Timeline(Tree[_Entry]):
 
     def _follow(self, node: TreeNode[_Entry]) -> None:
         # Keep the newest entry in view unless the user is browsing the tree.
-        if not self.has_focus:
-            self.call_after_refresh(self.scroll_to_node, node, animate=False)
+        # One scroll per refresh, to the newest node: a batch may add thousands.
+        if self.has_focus:
+            return
+        pending = self._follow_target is not None
+        self._follow_target = node
+        if not pending:
+            self.call_after_refresh(self._scroll_to_newest)
+
+    def _scroll_to_newest(self) -> None:
+        node, self._follow_target = self._follow_target, None
+        if node is not None and not self.has_focus:
+            self.scroll_to_node(node, animate=False)
 
     # -- presentation -------------------------------------------------------
 
     def _component_style(self, component: str) -> Style:
-        return self.get_component_rich_style(f"timeline--{component}", partial=True)
+        # Every label needs a few of these, and computing one walks the CSS:
+        # cached until the styles change (a replay adds thousands of blocks).
+        style = self._component_styles.get(component)
+        if style is None:
+            style = self.get_component_rich_style(f"timeline--{component}", partial=True)
+            self._component_styles[component] = style
+        return style
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._component_styles.clear()
 
     def _label(self, entry: _Entry) -> Text:
         if entry.kind == "driver":

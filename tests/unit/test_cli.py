@@ -6,6 +6,7 @@ Nothing here boots a VM: every case fails before the first machine starts.
 from __future__ import annotations
 
 import importlib.metadata
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -194,3 +195,14 @@ def test_version_names_the_installed_distribution(capsys: pytest.CaptureFixture[
         cli.main(["--version"])
     assert caught.value.code == 0
     assert capsys.readouterr().out.strip() == f"vmtui {importlib.metadata.version('vmtui')}"
+
+
+def test_replay_bad_input_is_one_line_and_exit_2(tmp_path, capsys) -> None:
+    from vmtui.cli import main
+
+    assert main(["replay", str(tmp_path / "missing.log")]) == 2
+    assert main(["replay"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "no such file" in err[0]
+    assert err[1].startswith("vmtui: ") and "path" in err[1]
+    assert not list(Path(tempfile.gettempdir()).glob("vmtui-replay-*"))
