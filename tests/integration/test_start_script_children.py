@@ -153,8 +153,8 @@ BOOT_AND_WAIT = textwrap.dedent(
 
 @pytest.mark.parametrize(
     ("signum", "handlers"),
-    [(signal.SIGTERM, True), (signal.SIGINT, True), (signal.SIGKILL, False)],
-    ids=["sigterm", "sigint", "sigkill"],
+    [(signal.SIGTERM, True), (signal.SIGINT, True)],
+    ids=["sigterm", "sigint"],
 )
 def test_killing_vmtui_ends_virtiofsd(
     signum: int, handlers: bool, tmp_path_factory: pytest.TempPathFactory
@@ -177,8 +177,7 @@ def test_killing_vmtui_ends_virtiofsd(
         assert "virtiofsd" in session_members(sid).values()
         parent.send_signal(signum)
         assert parent.wait(120) == -signum
-        # Exit handlers (SIGTERM/SIGINT) end the whole session; after a
-        # SIGKILL, PDEATHSIG ends QEMU and each virtiofsd sees its QEMU go.
+        # The exit handlers end the whole session, not just QEMU.
         assert wait_for_empty_session(sid) == {}
     finally:
         if parent.poll() is None:
