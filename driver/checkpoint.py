@@ -20,6 +20,12 @@ What makes a node snapshot-able, and what this module does about it:
   unmounted because it is in use makes the checkpoint fail with the reason.
   A NixOS VM that mounts the host's /nix/store over 9p can never be saved:
   its store is in use for as long as it runs.
+- QEMU must be able to save every device.  A node whose shared directories
+  are virtiofs (`vhost-user-fs-pci`, served by virtiofsd: NixOS start
+  scripts since September 2026) cannot be saved by QEMU 7.2, which marks
+  vhost-user-fs non-migratable; QEMU lists such devices in `query-migrate`'s
+  `blocked-reasons`.  Such a node is refused up front with the device, its
+  tag and what would make it work (`CheckpointRefused`).
 - The backdoor must be idle: each node's command channel is held for the
   whole operation, so no command is half-way through at save time.  After a
   restore the guest's shell is exactly where it was at save time (waiting
@@ -56,6 +62,17 @@ TAG_PREFIX = "vmtui-"
 
 class CheckpointError(MachineError):
     """A checkpoint cannot be saved or restored; the message says why."""
+
+
+class CheckpointRefused(CheckpointError):
+    """A node can never be checkpointed as it is set up (a device QEMU cannot
+    save, a store that is always in use, no qcow2 disk): trying again cannot
+    help.  The message names the device and what would make it work."""
+
+
+# QEMU's migration blocker for a mounted 9p share; vmtui unmounts the shares
+# around a save, so it does not count.
+_NINE_P_BLOCKER = "Migration is disabled when VirtFS export path"
 
 
 class SnapshotMachine(Protocol):
@@ -132,6 +149,27 @@ def _unescape(field_text: str) -> str:
     return field_text.encode().decode("unicode_escape") if "\\" in field_text else field_text
 
 
+@dataclass(frozen=True)
+class VirtiofsDevice:
+    """A vhost-user-fs device of a running QEMU (QOM path and mount tag)."""
+
+    path: str
+    tag: str
+
+
+def virtiofs_hint(machine: str, devices: Sequence[VirtiofsDevice], blockers: Sequence[str], qemu_version: str) -> str:
+    """Why a node with virtiofs shares cannot be checkpointed, and what would help."""
+    tags = ", ".join(f"'{d.tag}' ({d.path})" for d in devices)
+    return (
+        f"{machine} cannot be checkpointed: its shared directories {tags} are virtiofs "
+        f"(vhost-user-fs-pci devices served by virtiofsd), and QEMU {qemu_version} cannot save a VM with "
+        f"such a device (it reports: {'; '.join(blockers)}). It would work with QEMU 8.2 or newer together "
+        "with a virtiofsd that migrates its state (virtiofsd 1.11 or newer), or with the node's shares over 9p "
+        "and its store on a disk image (a NixOS test: `virtualisation.useNixStoreImage = true`; a vmtui spec: "
+        "shape = \"fast\")"
+    )
+
+
 def nine_p_hint(mount: NinePMount) -> str:
     """Why a busy 9p share stops a checkpoint, and what to do about it."""
     reason = (
@@ -173,6 +211,9 @@ class Checkpoints:
         self._lock = threading.Lock()
         self._checkpoints: dict[str, Checkpoint] = {}
         self._names = itertools.count(1)
+        # Why checkpoints cannot work in this test (a node that can never be
+        # saved), once a save was refused; None while they may.
+        self.refused: str | None = None
         # Called after every restore (shell panes learn their guest side is gone).
         self.restored_listeners: list[Callable[[RestoreReport], None]] = []
 
@@ -202,6 +243,7 @@ class Checkpoints:
         if not machine.is_up() or machine.qmp_client is None:
             return f"{machine.name} is not running"
         try:
+            _check_savable(machine)
             _vmstate_and_devices(machine)
         except CheckpointError as error:
             return str(error)
@@ -210,7 +252,18 @@ class Checkpoints:
     # -- saving ------------------------------------------------------------------
 
     def save(self, name: str | None = None, statement_index: int | None = None) -> Checkpoint:
-        """Snapshot every running node under `name` (replacing a checkpoint of that name)."""
+        """Snapshot every running node under `name` (replacing a checkpoint of that name).
+
+        A node that can never be saved raises `CheckpointRefused` and sets
+        `refused` to the reason.
+        """
+        try:
+            return self._save(name, statement_index)
+        except CheckpointRefused as error:
+            self.refused = str(error)
+            raise
+
+    def _save(self, name: str | None, statement_index: int | None) -> Checkpoint:
         with self._lock:
             name = name or self.next_name()
             started = time.monotonic()
@@ -218,6 +271,8 @@ class Checkpoints:
             absent = tuple(m.name for m in self._machines() if not m.is_up())
             if not running:
                 raise CheckpointError("no node is running: nothing to checkpoint")
+            for machine in running:
+                _check_savable(machine)
             plans = {m.name: _vmstate_and_devices(m) for m in running}
             tag = TAG_PREFIX + name
             with _holding(running):
@@ -395,15 +450,52 @@ def _vmstate_and_devices(machine: SnapshotMachine) -> tuple[str, tuple[str, ...]
         if block.get("device") == VMSTATE_DEVICE:
             dedicated = node
     if problems:
-        raise CheckpointError(f"{machine.name} cannot be checkpointed: {'; '.join(problems)}")
+        raise CheckpointRefused(f"{machine.name} cannot be checkpointed: {'; '.join(problems)}")
     # The VM state goes to the dedicated scratch drive if there is one, else to the first disk.
     vmstate = dedicated or (devices[0] if devices else None)
     if vmstate is None:
-        raise CheckpointError(
+        raise CheckpointRefused(
             f"{machine.name} cannot be checkpointed: it has no writable qcow2 disk to hold the VM state "
             f"(add `-drive if=none,id={VMSTATE_DEVICE},format=qcow2,file=...` to its QEMU options)"
         )
     return vmstate, tuple(devices)
+
+
+def _check_savable(machine: SnapshotMachine) -> None:
+    """Raise CheckpointRefused when QEMU reports a device it cannot save.
+
+    `query-migrate` lists the blockers (QEMU 6.0 and newer); a mounted 9p
+    share is one too, but the save unmounts the shares first.
+    """
+    qmp = _qmp(machine)
+    status: Any = qmp.execute("query-migrate")
+    blockers = [r for r in status.get("blocked-reasons", []) if not r.startswith(_NINE_P_BLOCKER)]
+    if not blockers:
+        return
+    virtiofs = _virtiofs_devices(qmp)
+    if virtiofs:
+        version: Any = qmp.execute("query-version")
+        qemu = version.get("qemu", {})
+        number = f"{qemu.get('major')}.{qemu.get('minor')}.{qemu.get('micro')}"
+        raise CheckpointRefused(virtiofs_hint(machine.name, virtiofs, blockers, number))
+    raise CheckpointRefused(f"{machine.name} cannot be checkpointed: QEMU cannot save it ({'; '.join(blockers)})")
+
+
+def _virtiofs_devices(qmp: QMPConnection) -> list[VirtiofsDevice]:
+    """Every vhost-user-fs-pci device, with its tag (QOM tree of user-created devices)."""
+    devices = []
+    for container in ("/machine/peripheral", "/machine/peripheral-anon"):
+        children: Any = qmp.execute("qom-list", {"path": container})
+        for child in children:
+            if child.get("type") != "child<vhost-user-fs-pci>":
+                continue
+            path = f"{container}/{child['name']}"
+            try:
+                tag: Any = qmp.execute("qom-get", {"path": f"{path}/virtio-backend", "property": "tag"})
+            except MachineError:
+                tag = "?"
+            devices.append(VirtiofsDevice(path, str(tag)))
+    return devices
 
 
 def _snapshot_tags(machine: SnapshotMachine, node: str) -> set[str]:
@@ -481,7 +573,10 @@ def _unmount_shares(machine: SnapshotMachine) -> list[NinePMount]:
         again = [m for m in mounts if m.target in done]
         _mount_shares(machine, again, lambda message: None)
         culprit = next((m for m in mounts if busy and m.target == busy[0]), mounts[0])
-        raise CheckpointError(f"{machine.name} cannot be checkpointed: {nine_p_hint(culprit)}")
+        # The store is in use for as long as the guest runs; another share
+        # only until whatever holds it lets go.
+        error = CheckpointRefused if culprit.target.startswith("/nix") else CheckpointError
+        raise error(f"{machine.name} cannot be checkpointed: {nine_p_hint(culprit)}")
     return mounts
 
 

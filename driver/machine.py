@@ -433,6 +433,8 @@ class Machine(EfiVarsMixin):
                 raise MachineError(f"{self.name}: cannot run the start command {self.start_command!r}: {error}") from error
             self._stopping = False
             process = self.process
+            # Helpers the start script left behind (virtiofsd) end with QEMU.
+            processes.end_group_with_leader(process)
             assert process.stdout is not None
             self.console = ConsoleReader(
                 self.name,
@@ -517,10 +519,9 @@ class Machine(EfiVarsMixin):
             self._close_control()
         process = self.process
         if process is not None:
-            if process.poll() is None:
-                processes.registry.terminate(process, grace=5.0)
-            else:
-                processes.registry.forget(process)
+            # Also when QEMU has exited: its group may hold the start
+            # script's helpers still (a quick no-op when it is empty).
+            processes.registry.terminate(process, grace=5.0)
         if self.console is not None:
             self.console.join(5.0)
         if process is not None:

@@ -17,6 +17,12 @@ Every QEMU and vde_switch the driver starts goes through `spawn()`:
 That covers every way vmtui can end: normal exit (atexit), SIGTERM/SIGINT/
 SIGHUP (handlers), and SIGKILL or a crash (PDEATHSIG).  The same cleanup then
 removes the temporary directories of `driver.scratch`.
+
+A child may leave processes of its own in its group: a start script starts
+`virtiofsd` (or any helper) in the background and then `exec`s QEMU.  They
+belong to the child: `end_group_with_leader()` ends them as soon as the
+child itself exits, however it exits, and `terminate()` ends the group even
+when its leader is gone already.
 """
 
 from __future__ import annotations
@@ -183,6 +189,26 @@ def terminate_groups(children: Sequence[subprocess.Popen[bytes]], grace: float =
         if all(popen.poll() is not None for popen in children):
             return
         time.sleep(0.01)
+
+
+def end_group_with_leader(popen: subprocess.Popen[bytes], grace: float = 5.0) -> threading.Thread:
+    """When `popen` exits, end whatever is left of its process group.
+
+    Waits on a daemon thread without reaping the child (`WNOWAIT`), so the
+    owner's own `poll()`/`wait()` still see its exit status.
+    """
+
+    def watch() -> None:
+        try:
+            os.waitid(os.P_PID, popen.pid, os.WEXITED | os.WNOWAIT)
+        except ChildProcessError:
+            pass  # reaped already: the group is all that is left to look at
+        if _group_exists(popen.pid):
+            terminate_groups([popen], grace)
+
+    watcher = threading.Thread(target=watch, name=f"vmtui-group-{popen.pid}", daemon=True)
+    watcher.start()
+    return watcher
 
 
 def spawn(

@@ -132,6 +132,7 @@ def _build_tiny(build: NodeBuild, image: Any) -> Path:
         memory_mb=build.memory_mb or 256,
         files=build.files or None,
         boot_script=build.boot,
+        shape=build.options.get("shape", "fast"),
     )
 
 
@@ -160,7 +161,7 @@ def _build_systemd(build: NodeBuild, image: Any) -> Path:
 
 
 GUEST_FLAVOURS: dict[str, GuestFlavour] = {
-    "tiny": GuestFlavour("tiny", _prepare_tiny, _build_tiny),
+    "tiny": GuestFlavour("tiny", _prepare_tiny, _build_tiny, extra_keys=frozenset({"shape"})),
     "systemd": GuestFlavour("systemd", _prepare_systemd, _build_systemd, extra_keys=frozenset({"packages"})),
 }
 DEFAULT_FLAVOUR = "tiny"
@@ -319,6 +320,12 @@ def _parse_node(name: str, raw: Any, base: Path, fail: Callable[[str], ConfigErr
         if not isinstance(packages, list) or not all(isinstance(p, str) and p for p in packages):
             raise fail(f"{where}: 'packages' must be a list of Debian package names")
         options["packages"] = tuple(packages)
+    if "shape" in raw:
+        from driver.guest.nixos_shape import SHAPES
+
+        if raw["shape"] not in SHAPES:
+            raise fail(f"{where}: 'shape' must be one of {', '.join(repr(s) for s in SHAPES)}")
+        options["shape"] = raw["shape"]
     return NodeSpec(
         name=name, guest=guest, vlans=vlans, memory_mb=memory, boot=boot, files=files, options=options
     )

@@ -622,7 +622,7 @@ class VmtuiApp(App[int]):
             return
         modes = list(RerunMode)
         self.rerun.mode = modes[(modes.index(self.rerun.mode) + 1) % len(modes)]
-        self.notify(f"a save reruns {self.rerun.mode.label}", title="rerun mode", timeout=3)
+        self.notify(self.rerun.describe_mode(), title="rerun mode", timeout=3)
 
     def action_checkpoint(self) -> None:
         if self.rerun is None:

@@ -312,12 +312,15 @@ def plan_rerun(
     record: RunRecord,
     mode: RerunMode = DEFAULT_MODE,
     checkpoints: Sequence[CheckpointMark] = (),
+    checkpoints_refused: str | None = None,
 ) -> RerunPlan:
     """Decide what to run after the script went from `old` to `new`.
 
     `record` describes the last run in terms of `old` (as `RunTracker.record`
     returns it before `reload`).  A mode that cannot apply (no failure to
-    rerun, no usable checkpoint) falls back to CHANGED and says so.
+    rerun, no usable checkpoint) falls back to CHANGED and says so;
+    `checkpoints_refused` is why this test can have no checkpoints at all
+    (a node QEMU cannot save), said instead of "no checkpoint taken yet".
     """
     changes = tuple(describe_changes(old, new))
     what = _change_text(changes)
@@ -348,7 +351,12 @@ def plan_rerun(
             return RerunPlan(mode, chosen.statement_index, checkpoint=chosen.name, changes=changes,
                              reason=f"{what}; restoring checkpoint '{chosen.name}' and rerunning from "
                                     f"{_where(new, chosen.statement_index)}")
-        note = "no checkpoint before the change" if checkpoints else "no checkpoint taken yet"
+        if checkpoints:
+            note = "no checkpoint before the change"
+        elif checkpoints_refused:
+            note = f"no checkpoints in this test: {checkpoints_refused}; a plain rerun instead"
+        else:
+            note = "no checkpoint taken yet"
         return _from_change(new, first_change, first_not_passed, changes, what, note=note)
 
     return _from_change(new, first_change, first_not_passed, changes, what)
@@ -415,6 +423,9 @@ class Checkpointing(Protocol):
     def save(self, name: str | None = None, statement_index: int | None = None) -> Any: ...
 
     def restore(self, name: str) -> Any: ...
+
+    # Why no node set of this test can be checkpointed (None: they may be).
+    refused: str | None
 
 
 class ScriptControl(Protocol):
@@ -512,7 +523,7 @@ class RerunController:
             return SaveOutcome(plan=RerunPlan(self.mode, None, reason="no statement changed; the run continues"),
                                statements=tuple(old))
         record = self.tracker.record
-        plan = plan_rerun(old, new, record, mode or self.mode, self.checkpoint_marks())
+        plan = plan_rerun(old, new, record, mode or self.mode, self.checkpoint_marks(), self.checkpoints_refused)
         self._log(f"script saved: {plan.reason}")
         self.stop_run()
         return self._execute(plan, source, filename)
@@ -558,7 +569,7 @@ class RerunController:
         with self._save_lock:
             statements = self.runner.statements
             plan = plan_rerun(statements, statements, self.tracker.record, mode or self.mode,
-                              self.checkpoint_marks())
+                              self.checkpoint_marks(), self.checkpoints_refused)
             self._log(f"rerun: {plan.reason}")
             self.stop_run()
             outcome = self._execute(plan, None, self.runner.filename)
@@ -569,6 +580,13 @@ class RerunController:
         """Put the VMs back to how they were just before statement `statement_index` ran."""
         with self._save_lock:
             plan = plan_rewind(statement_index, self.checkpoint_marks())
+            if plan is None and self.checkpoints_refused:
+                # Nothing can put the VMs back: rerun from that statement
+                # against them as they are, and say why.
+                plan = RerunPlan(RerunMode.CHANGED, statement_index,
+                                 reason=f"cannot rewind, no checkpoints in this test: {self.checkpoints_refused}; "
+                                        f"a plain rerun from statement {statement_index + 1} instead, "
+                                        "the VMs as they are")
             if plan is None:
                 return SaveOutcome(error="no checkpoint was taken at or before that statement")
             self._log(f"rewind: {plan.reason}")
@@ -578,6 +596,18 @@ class RerunController:
             return outcome
 
     # -- checkpoints -----------------------------------------------------------------
+
+    @property
+    def checkpoints_refused(self) -> str | None:
+        """Why this test can have no checkpoints (None: it may have them)."""
+        return getattr(self.checkpoints, "refused", None)
+
+    def describe_mode(self) -> str:
+        """What a save reruns in the current mode, and why not when it cannot."""
+        text = f"a save reruns {self.mode.label}"
+        if self.mode is RerunMode.CHECKPOINT and self.checkpoints_refused:
+            text += f"; but this test can have no checkpoints ({self.checkpoints_refused}): a plain rerun instead"
+        return text
 
     def checkpoint_marks(self) -> list[CheckpointMark]:
         if self.checkpoints is None:

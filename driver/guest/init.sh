@@ -12,6 +12,14 @@
 #   vmtui.hosts=NAME:N:V,...       every node: name, node number, first VLAN
 #   vmtui.nobackdoor               never start the backdoor (tests of a guest
 #                                  that never connects)
+#   vmtui.nixos=9p|virtiofs        a NixOS-shaped node (the start script is
+#                                  laid out like NixOS's run-<name>-vm): load
+#                                  the extra modules, mount the root disk
+#                                  (ext4 labelled "nixos") on /var, the store
+#                                  share on /nix/.ro-store (bound to
+#                                  /nix/store), shared/xchg over that transport
+#   vmtui.system=/nix/store/...    with vmtui.nixos: the root shell runs from
+#                                  this system in the store, as NixOS's does
 # Helper installed next to it: /usr/bin/vmtui-shares mount|unmount (the 9p
 # shares; unmount them before a QEMU snapshot, which 9p blocks).
 # Files it honours:
@@ -64,7 +72,8 @@ cmdline_flag() {
 echo 0 >/proc/sys/net/ipv6/conf/default/accept_dad
 echo 0 >/proc/sys/net/ipv6/conf/all/accept_dad
 
-if [ -f /etc/vmtui/modules ]; then
+load_modules() {
+    [ -f "$1" ] || return 0
     loaded=
     while read -r module; do
         [ -n "$module" ] || continue
@@ -75,8 +84,13 @@ if [ -f /etc/vmtui/modules ]; then
         else
             say "cannot load $module"
         fi
-    done </etc/vmtui/modules
+    done <"$1"
     say "modules loaded:$loaded"
+}
+load_modules /etc/vmtui/modules
+NIXOS_SHARES=$(cmdline_value vmtui.nixos) || NIXOS_SHARES=
+if [ -n "$NIXOS_SHARES" ]; then
+    load_modules /etc/vmtui/modules.nixos
 fi
 
 HOSTNAME=$(cmdline_value vmtui.hostname) || HOSTNAME=machine
@@ -92,8 +106,9 @@ for dev in /sys/class/net/*; do
     [ "$iface" = lo ] && continue
     read -r mac <"$dev/address"
     case $mac in
-    52:54:00:12:00:*)
-        # vmtui's start script gives the user-mode (SLiRP) NIC "VLAN 0".
+    52:54:00:12:00:* | 52:54:00:12:34:56)
+        # vmtui's fast start script gives the user-mode (SLiRP) NIC "VLAN 0";
+        # a NixOS-shaped one leaves it QEMU's default MAC, as NixOS does.
         is_vlan= ;;
     52:54:00:12:??:??) is_vlan=1 ;;
     *) is_vlan= ;;
@@ -138,13 +153,56 @@ done
 [ -n "$self_listed" ] || named="$named $HOSTNAME"
 say "/etc/hosts: localhost$named"
 
-# --- shared directories (9p) ---------------------------------------------------
+# --- shared directories -----------------------------------------------------------
 # /tmp/shared (tag "shared") and /tmp/xchg (tag "xchg"); the helper also
 # unmounts them for snapshots, which QEMU refuses while they are mounted.
-if vmtui-shares mount; then
-    say "9p shares mounted on /tmp/shared and /tmp/xchg"
+mount_share() { # tag where [ro]
+    mkdir -p "$2"
+    if [ "$NIXOS_SHARES" = virtiofs ]; then
+        mount -t virtiofs ${3:+-o ro} "$1" "$2"
+    else
+        # NixOS's 9p options (virtualisation.msize defaults to 16384).
+        mount -t 9p -o "trans=virtio,version=9p2000.L,msize=16384${3:+,ro}" "$1" "$2"
+    fi
+}
+
+if [ -z "$NIXOS_SHARES" ]; then
+    if vmtui-shares mount; then
+        say "9p shares mounted on /tmp/shared and /tmp/xchg"
+    else
+        say "cannot mount the 9p shares /tmp/shared and /tmp/xchg"
+    fi
 else
-    say "cannot mount the 9p shares /tmp/shared and /tmp/xchg"
+    # The root disk: the start script creates it (an empty ext4 labelled
+    # "nixos", as NixOS does) when it is missing; it appears asynchronously
+    # once virtio_blk has probed it.
+    tries=0
+    while ! disk=$(findfs LABEL=nixos 2>/dev/null); do
+        tries=$((tries + 1))
+        [ "$tries" -gt 200 ] && break
+        sleep 0.05
+    done
+    if [ -n "$disk" ] && mount -t ext4 "$disk" /var; then
+        mkdir -p /var/log /var/lib
+        say "root disk $disk (LABEL=nixos) mounted on /var"
+    else
+        say "no disk labelled nixos: /var stays in memory"
+    fi
+    if mount_share nix-store /nix/.ro-store ro && mkdir -p /nix/store && mount -o bind /nix/.ro-store /nix/store; then
+        say "$NIXOS_SHARES: nix-store mounted on /nix/.ro-store, bound to /nix/store"
+    else
+        say "cannot mount the nix-store share ($NIXOS_SHARES)"
+    fi
+    if mount_share xchg /tmp/xchg && mount_share shared /tmp/shared; then
+        say "$NIXOS_SHARES shares mounted on /tmp/xchg and /tmp/shared"
+    else
+        say "cannot mount the $NIXOS_SHARES shares /tmp/xchg and /tmp/shared"
+    fi
+fi
+SYSTEM=$(cmdline_value vmtui.system) || SYSTEM=
+BACKDOOR_BASH=bash
+if [ -n "$SYSTEM" ] && [ -x "$SYSTEM/bin/bash" ]; then
+    BACKDOOR_BASH=$SYSTEM/bin/bash
 fi
 
 # --- poweroff / reboot -----------------------------------------------------------
@@ -158,6 +216,7 @@ shutdown_guest() {
     kill -KILL -1 2>/dev/null
     sync
     vmtui-shares unmount 2>/dev/null
+    [ -n "$NIXOS_SHARES" ] && umount /var 2>/dev/null
     "$1" -f
 }
 trap 'shutdown_guest poweroff' USR1 USR2
@@ -196,7 +255,7 @@ spawn_backdoor() {
         echo "Spawning backdoor root shell..."
         # A script path (not stdin) keeps bash non-interactive although
         # hvc0 is a terminal: no prompt, no job control.
-        PS1= exec bash --norc /dev/hvc0
+        PS1= exec "$BACKDOOR_BASH" --norc /dev/hvc0
     ) &
 }
 

@@ -63,8 +63,12 @@ def write_start_script(
     extra_kernel_params: str = "",
     files: Mapping[str, bytes] | None = None,
     boot_script: str | None = None,
+    shape: str = "fast",
 ) -> Path:
     """Write `<out_dir>/bin/run-<name>-vm` and return its path.
+
+    `shape` is "fast" (qboot, vmtui's own layout) or a NixOS shape,
+    "nixos" (9p shares) or "nixos-virtiofs" (`nixos_shape.py`).
 
     `files` (guest path -> content) and `boot_script` (run by bash at boot,
     as /etc/vmtui/boot.sh) travel in a small per-node cpio archive appended
@@ -89,16 +93,32 @@ def write_start_script(
             out.write(b"\0" * (-len(base) % 4))
             out.write(extra)
 
-    script = start_script_text(
-        name=name,
-        node_number=node_number,
-        vlans=vlans,
-        hosts=entries,
-        kernel=image.kernel,
-        initrd=initrd,
-        memory_mb=memory_mb,
-        extra_kernel_params=extra_kernel_params,
-    )
+    if shape != "fast":
+        # Imported here: nixos_shape builds on this module's boot parameters.
+        from driver.guest.nixos_shape import check_shape, nixos_start_script_text
+
+        script = nixos_start_script_text(
+            shape=check_shape(shape, f"node {name}"),
+            name=name,
+            node_number=node_number,
+            vlans=vlans,
+            hosts=entries,
+            image=image,
+            initrd=initrd,
+            memory_mb=memory_mb,
+            extra_kernel_params=extra_kernel_params,
+        )
+    else:
+        script = start_script_text(
+            name=name,
+            node_number=node_number,
+            vlans=vlans,
+            hosts=entries,
+            kernel=image.kernel,
+            initrd=initrd,
+            memory_mb=memory_mb,
+            extra_kernel_params=extra_kernel_params,
+        )
     path = bin_dir / f"run-{name}-vm"
     path.write_text(script)
     path.chmod(0o755)

@@ -37,7 +37,7 @@ from driver.guest.kmod import resolve_modules
 Progress = Callable[[str], None]
 
 # Bump when the archive layout changes in a way the other key parts miss.
-BUILDER_VERSION = "3"
+BUILDER_VERSION = "4"
 
 USERLAND_PACKAGES = (
     "busybox-static",
@@ -64,6 +64,20 @@ GUEST_MODULES = (
     "9p",
 )
 
+# Loaded only by a NixOS-shaped node (kernel parameter `vmtui.nixos`): its
+# root disk is ext4 and its shares may be virtiofs.  The fast shape never
+# pays for them.
+NIXOS_SHAPE_MODULES = (
+    "crc32c_generic",  # ext4's checksums (a crypto-API user, no module dependency)
+    "ext4",
+    "virtiofs",
+)
+
+# The read-only directory a NixOS-shaped node shares as its Nix store
+# (`<image>/store/<SYSTEM_NAME>`): the guest runs its root shell from it,
+# as a NixOS guest runs everything from /nix/store.
+SYSTEM_NAME = "vmtui-tiny-system"
+
 # Images not used for this long are deleted when another one is built.
 STALE_IMAGE_SECONDS = 24 * 3600
 
@@ -84,6 +98,16 @@ class TinyGuestImage:
     initrd: Path
     kernel_version: str
     key: str
+
+    @property
+    def store(self) -> Path:
+        """The host directory a NixOS-shaped node shares as /nix/store."""
+        return self.initrd.parent / "store"
+
+    @property
+    def system_path(self) -> str:
+        """The guest path of the system in that store (NixOS's `init=` target)."""
+        return f"/nix/store/{self.key}-{SYSTEM_NAME}"
 
 
 class GuestBuildError(RuntimeError):
@@ -168,6 +192,7 @@ def _cache_key(deb_files: dict[str, str]) -> str:
         "debs": sorted(deb_files.values()),
         "init": init_script(),
         "modules": list(GUEST_MODULES),
+        "nixos_modules": list(NIXOS_SHAPE_MODULES),
         "etc": _etc_files(),
     }
     digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode())
@@ -180,7 +205,7 @@ def _load_image(directory: Path) -> TinyGuestImage | None:
     except (OSError, ValueError):
         return None
     kernel, initrd = directory / manifest.get("kernel", "vmlinuz"), directory / "initrd.img"
-    if not (kernel.is_file() and initrd.is_file()):
+    if not (kernel.is_file() and initrd.is_file() and (directory / "store").is_dir()):
         return None
     try:
         os.utime(directory / "manifest.json")  # "last used", for _remove_stale
@@ -245,6 +270,7 @@ def _build(
         report("assembling the initramfs")
         archive = _assemble(tree, kernel_version)
         (out / "initrd.img").write_bytes(gzip.compress(archive, compresslevel=6, mtime=0))
+        _write_store(out / "store" / f"{key}-{SYSTEM_NAME}", tree)
         report("unpacking the kernel image")
         kernel_name = _write_kernel(tree / "boot" / f"vmlinuz-{kernel_version}", out)
         manifest = {
@@ -261,6 +287,15 @@ def _build(
         return image
     finally:
         scratch.remove(staging)
+
+
+def _write_store(system: Path, tree: Path) -> None:
+    """The system a NixOS-shaped node runs its root shell from (a static
+    bash: the share stays in use for as long as the guest runs, like a
+    NixOS guest's /nix/store)."""
+    (system / "bin").mkdir(parents=True)
+    shutil.copyfile(tree / "bin" / "bash-static", system / "bin" / "bash")
+    (system / "bin" / "bash").chmod(0o555)
 
 
 def _write_kernel(bzimage: Path, out: Path) -> str:
@@ -353,12 +388,16 @@ def _find_library(tree: Path, soname: str) -> tuple[str, Path]:
 
 def _add_modules(cpio: CpioWriter, tree: Path, kernel_version: str) -> None:
     modules_root = tree / "lib" / "modules" / kernel_version
-    load_list = []
-    for module in resolve_modules(modules_root / "kernel", GUEST_MODULES):
-        guest_path = "/" + str(module.relative_to(tree))
-        cpio.add_file(guest_path, _without_signature(module.read_bytes()), 0o644)
-        load_list.append(guest_path)
-    cpio.add_file("etc/vmtui/modules", ("\n".join(load_list) + "\n").encode())
+    lists = {"etc/vmtui/modules": GUEST_MODULES, "etc/vmtui/modules.nixos": NIXOS_SHAPE_MODULES}
+    for list_path, wanted in lists.items():
+        load_list = []
+        for module in resolve_modules(modules_root / "kernel", wanted):
+            guest_path = "/" + str(module.relative_to(tree))
+            if cpio.has(guest_path):
+                continue  # loaded with the base list already
+            cpio.add_file(guest_path, _without_signature(module.read_bytes()), 0o644)
+            load_list.append(guest_path)
+        cpio.add_file(list_path, ("\n".join(load_list) + "\n").encode())
 
 
 _SIGNATURE_MAGIC = b"~Module signature appended~\n"

@@ -6,6 +6,9 @@
 - `vm_network` (module): a factory; every network it made is closed when the
   module's tests are done, so a module can share booted nodes.
 - `two_nodes` (module): `client` and `server` on VLAN 1, connected.
+- `guest_shape` (module): the start-script shape of the nodes a module's
+  `vm_network` makes: "fast" here; a module overrides the fixture, with
+  params, to run its tests on the NixOS shapes too (`ALL_SHAPES`).
 
 Usage::
 
@@ -28,6 +31,7 @@ import pytest
 
 from driver import processes
 from driver.events import Event, EventBus, MachineState, MachineStateChanged
+from driver.guest.nixos_shape import SHAPES
 from driver.guest.startscript import HostEntry, write_start_script
 from driver.guest.tiny import TinyGuestImage, build_tiny_guest
 from driver.logger import Logger
@@ -37,6 +41,9 @@ from driver.vlan import VLan
 
 # Boots under TCG on a shared, loaded machine: be generous.
 CONNECT_TIMEOUT = 600.0
+
+# Every start-script shape: fast (qboot), NixOS with 9p, NixOS with virtiofsd.
+ALL_SHAPES = SHAPES
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +64,8 @@ class NodeSpec:
     command_prefix: str = ""
     allow_reboot: bool = False
     connect_timeout: float = CONNECT_TIMEOUT
+    # None: the network's shape.
+    shape: str | None = None
 
 
 @dataclass
@@ -68,6 +77,7 @@ class VMNetwork:
     # Per node: a NodeSpec, a dict of NodeSpec fields, or just its VLANs.
     nodes: Mapping[str, NodeSpec | Mapping[str, Any] | Sequence[int]]
     cancel_event: threading.Event | None = None
+    shape: str = "fast"
     bus: EventBus = field(default_factory=EventBus)
     events: list[Event] = field(default_factory=list)
     machines: dict[str, Machine] = field(default_factory=dict)
@@ -98,6 +108,7 @@ class VMNetwork:
                     extra_kernel_params=spec.extra_kernel_params,
                     files=spec.files,
                     boot_script=spec.boot_script,
+                    shape=spec.shape or self.shape,
                 )
                 command = f"{spec.command_prefix} {script}".strip()
                 self.machines[name] = Machine(
@@ -161,15 +172,21 @@ NetworkFactory = Callable[..., VMNetwork]
 
 
 @pytest.fixture(scope="module")
+def guest_shape() -> str:
+    return "fast"
+
+
+@pytest.fixture(scope="module")
 def vm_network(
-    tiny_image: TinyGuestImage, tmp_path_factory: pytest.TempPathFactory
+    tiny_image: TinyGuestImage, tmp_path_factory: pytest.TempPathFactory, guest_shape: str
 ) -> Iterator[NetworkFactory]:
     made: list[VMNetwork] = []
 
-    def make(nodes: Mapping[str, NodeSpec | Mapping[str, Any] | Sequence[int]], **kwargs: object) -> VMNetwork:
+    def make(nodes: Mapping[str, NodeSpec | Mapping[str, Any] | Sequence[int]], **kwargs: Any) -> VMNetwork:
         # Short paths: UNIX socket paths must stay under 108 bytes.
         tmp_dir = tmp_path_factory.mktemp("net", numbered=True)
-        network = VMNetwork(tmp_dir, tiny_image, nodes, **kwargs)  # type: ignore[arg-type]
+        kwargs.setdefault("shape", guest_shape)
+        network = VMNetwork(tmp_dir, tiny_image, nodes, **kwargs)
         made.append(network)
         return network
 

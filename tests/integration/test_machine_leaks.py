@@ -95,6 +95,11 @@ def test_killing_the_driver_process_ends_its_children(signum: int, handlers: boo
                 os.kill(pid, signal.SIGKILL)
 
 
+@pytest.fixture(scope="module", params=["fast", "nixos", "nixos-virtiofs"])
+def guest_shape(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
 def test_release_leaves_nothing_behind(vm_network: NetworkFactory) -> None:
     net = vm_network({"a": [1], "b": [1, 2]})
     net.start_all(connect=False)

@@ -14,12 +14,21 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.vm
 
 
-def test_shutdown_start_crash(vm_network: NetworkFactory) -> None:
+@pytest.fixture(scope="module", params=["fast", "nixos-virtiofs"])
+def guest_shape(request: pytest.FixtureRequest) -> str:
+    """Every test here runs on the fast shape and on NixOS's of 2026 (its root
+    disk, SeaBIOS, virtiofsd); test_machine.py covers NixOS's 9p shape."""
+    return str(request.param)
+
+
+def test_shutdown_start_crash(vm_network: NetworkFactory, guest_shape: str) -> None:
     net = vm_network({"solo": [1]})
     solo = net["solo"]
     net.start_all()
     first_pid = solo.pid
     solo.succeed("touch /tmp/from-first-boot")
+    if guest_shape != "fast":
+        solo.succeed("echo kept > /var/on-disk")  # the qcow2 root disk NixOS keeps in the state dir
 
     solo.shutdown()
     assert not solo.booted and not solo.is_up() and solo.pid is None
@@ -29,6 +38,9 @@ def test_shutdown_start_crash(vm_network: NetworkFactory) -> None:
 
     # Like NixOS: a command on a machine that was shut down boots it again.
     assert solo.succeed("test -e /tmp/from-first-boot || echo fresh") == "fresh\n"
+    if guest_shape != "fast":
+        assert solo.succeed("cat /var/on-disk") == "kept\n"
+        assert (solo.state_dir / "solo.qcow2").is_file()
     assert solo.pid != first_pid
     assert net.last_state("solo") == MachineState.CONNECTED
 

@@ -7,6 +7,7 @@ script, as a user editing the script against running VMs would.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -30,9 +31,23 @@ SIZE = (160, 48)
 TODOS = Path(__file__).resolve().parents[2] / "vmtui" / "examples" / "todos.toml"
 
 
-@pytest.fixture(scope="module")
-def todos_config() -> TestConfig:
-    return load_spec(TODOS)
+@pytest.fixture(scope="module", params=["fast", "nixos"])
+def todos_config(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> TestConfig:
+    """The todos example, on the fast start scripts and on NixOS-shaped ones
+    (SeaBIOS writing to the consoles, a qcow2 root disk, 9p shares)."""
+    if request.param == "fast":
+        return load_spec(TODOS)
+    copy = tmp_path_factory.mktemp("todos-nixos")
+    for source in TODOS.parent.glob("todos.*"):
+        shutil.copy(source, copy / source.name)
+    spec = copy / TODOS.name
+    text = spec.read_text()
+    for node in ("server", "client"):
+        text = text.replace(f"[nodes.{node}]\n", f'[nodes.{node}]\nshape = "{request.param}"\n')
+    spec.write_text(text)
+    config = load_spec(spec)
+    assert all("qboot" not in Path(node.start_command).read_text() for node in config.nodes)
+    return config
 
 
 @pytest.fixture(scope="module")

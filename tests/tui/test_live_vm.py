@@ -161,3 +161,65 @@ async def checkpoint_steps(app: VmtuiApp, tmp_path: Path) -> None:
         assert runs.ended[-1].ok
         assert (await guest(app, "cat /root/three"))[1] == "THREE\n"
         assert (await guest(app, "test -e /root/extra"))[0] == 1  # rolled back first
+
+
+@pytest.fixture(scope="module")
+def virtiofs_node_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeConfig]:
+    """A node shaped like a NixOS VM of September 2026: shares through virtiofsd."""
+    root = tmp_path_factory.mktemp("live-vm-fs")
+    script = write_start_script(root, name="node", node_number=1, vlans=[1], hosts=[("node", 1, 1)],
+                                image=build_tiny_guest(), shape="nixos-virtiofs")
+    yield NodeConfig("node", str(script))
+
+
+async def test_without_checkpoints_rewind_and_checkpoint_mode_say_so_and_rerun(
+    tmp_path: Path, virtiofs_node_config: NodeConfig
+) -> None:
+    app = script_app(tmp_path, THREE_STEPS, nodes=[virtiofs_node_config])
+    try:
+        await fallback_steps(app, tmp_path)
+    finally:
+        if app.session is not None:
+            await asyncio.to_thread(app.session.close)
+
+
+async def fallback_steps(app: VmtuiApp, tmp_path: Path) -> None:
+    said = record_notifications(app)
+    async with app.run_test(size=SIZE) as pilot:
+        runs = await start(pilot, app)
+        await ended(pilot, app, runs, 1, "the first run")
+        assert runs.ended[-1].ok
+        # The boot checkpoint was refused: QEMU 7.2 cannot save vhost-user-fs.
+        assert app.rerun.checkpoint_marks() == []
+        refused = app.session.checkpoints.refused
+        assert refused is not None and "vhost-user-fs-pci" in refused and "'nix-store'" in refused
+
+        # `u` says why it cannot rewind and reruns from the cursor's statement.
+        app.script_view.focus()
+        app.script_view.cursor_line = 3
+        await guest(app, "rm /root/three")
+        await pilot.press("u")
+        await ended(pilot, app, runs, 2, "the plain rerun instead of a rewind")
+        assert runs.ended[-1].ok
+        rewind = [line for line in said if line.startswith("rewind: ")]
+        assert rewind and rewind[-1].startswith("rewind: cannot rewind, no checkpoints in this test: node cannot")
+        assert "a plain rerun from statement 3 instead" in rewind[-1]
+        assert (await guest(app, "cat /root/three"))[1] == "three\n"
+
+        # `k` says why no checkpoint can be taken.
+        await pilot.press("k")
+        await wait_until(pilot, lambda: any(line.startswith("checkpoint: node cannot be checkpointed") for line in said),
+                         f"the refusal ({said})")
+
+        # The "from a checkpoint" mode says so when chosen, and on a save.
+        await pilot.press("m", "m", "m")
+        assert app.rerun.mode is RerunMode.CHECKPOINT
+        assert any("this test can have no checkpoints" in line for line in said if line.startswith("rerun mode: "))
+        temp = tmp_path / ".test.py.tmp"
+        temp.write_text(THREE_STEPS.replace("echo three", "echo THREE"))
+        os.replace(temp, app.config.script_path)
+        await ended(pilot, app, runs, 3, "the plain rerun after the save")
+        assert runs.ended[-1].ok
+        saved = [line for line in said if line.startswith("saved: ")]
+        assert saved and saved[-1].startswith("saved: no checkpoints in this test: node cannot be checkpointed")
+        assert (await guest(app, "cat /root/three"))[1] == "THREE\n"

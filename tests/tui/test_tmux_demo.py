@@ -175,3 +175,35 @@ def test_ctrl_c_quits_and_ends_every_vm(demo: Terminal, run_tmp: Path) -> None:
     demo.wait_for(lambda: demo.exit_status() is not None, "vmtui to exit on Ctrl-C")
     assert not [pid for pid in vms if alive(pid)], "QEMU or vde_switch left running after Ctrl-C"
     assert files_left(run_tmp) == []
+
+
+VIRTIOFS_SPEC = """\
+name = "virtiofs"
+script = "test.py"
+
+[nodes.machine]
+shape = "nixos-virtiofs"
+"""
+
+
+def test_quitting_ends_the_virtiofsd_processes_of_nixos_shaped_nodes(tmp_path: Path) -> None:
+    """Every child of a start script (virtiofsd here), not just QEMU, ends when the TUI quits."""
+    marker = tmp_path / "script-done"
+    (tmp_path / "test.py").write_text(f'machine.succeed("true")\nopen({str(marker)!r}, "w").close()\n')
+    (tmp_path / "virtiofs.toml").write_text(VIRTIOFS_SPEC)
+    env = f"XDG_STATE_HOME={tmp_path / 'state'} XDG_CONFIG_HOME={tmp_path / 'config'}"
+    terminal = Terminal(f"env -u COLUMNS -u LINES {env} {VMTUI} {tmp_path / 'virtiofs.toml'}", tmp_path)
+    children: dict[int, str] = {}
+    try:
+        terminal.wait_for(marker.exists, "the script to pass on the virtiofs node")
+        children = {pid: name for pid, name in descendants(terminal.shell_pid).items()
+                    if name.startswith(("qemu", "virtiofsd", "vde_switch"))}
+        assert sorted(set(children.values())) == ["qemu-system-x86", "vde_switch", "virtiofsd"], children
+        terminal.keys("q")
+        terminal.wait_for(lambda: terminal.exit_status() is not None, "vmtui to exit")
+        assert not [pid for pid in children if alive(pid)], "a start script's child was left running"
+    finally:
+        terminal.close()
+        for pid in children:  # only if the test already failed: never leak a process
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)

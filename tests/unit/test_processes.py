@@ -162,3 +162,28 @@ def test_normal_exit_ends_children_through_atexit() -> None:
     finally:
         if not is_gone(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_what_a_child_leaves_in_its_group_ends_when_it_exits(tmp_path: Path) -> None:
+    # A start script's shape: a helper in the background, then the main
+    # program (here it just exits, as QEMU does on a guest poweroff).
+    pid_file = tmp_path / "helper"
+    leader = processes.spawn(["bash", "-c", f'sleep 600 & echo $! > {pid_file}; exec sleep 0.3'])
+    processes.end_group_with_leader(leader, grace=2.0)
+    while not pid_file.exists() or not pid_file.read_text().strip():
+        time.sleep(0.01)
+    helper = int(pid_file.read_text())
+    assert leader.wait(30) == 0
+    assert wait_gone(helper), "the helper outlived the process that started it"
+    # The owner still gets the exit status (the watcher does not reap it first).
+    assert leader.returncode == 0
+
+
+def test_terminate_ends_a_group_whose_leader_is_gone(tmp_path: Path) -> None:
+    pid_file = tmp_path / "helper"
+    leader = processes.spawn(["bash", "-c", f'sleep 600 & echo $! > {pid_file}; exit 0'])
+    assert leader.wait(30) == 0
+    helper = int(pid_file.read_text())
+    assert not is_gone(helper)
+    processes.registry.terminate(leader, grace=2.0)
+    assert wait_gone(helper)

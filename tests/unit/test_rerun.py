@@ -232,3 +232,11 @@ def test_cancelled_subtest_is_not_a_failed_one() -> None:
     record = tracker.record
     assert record.outcomes[2] is Outcome.CANCELLED
     assert record.failed_subtest is None and record.failed_index is None
+
+
+def test_checkpoint_mode_in_a_test_that_cannot_have_checkpoints_says_why() -> None:
+    new = statements(SCRIPT.replace('"echo done"', '"echo finished"'))
+    why = "server cannot be checkpointed: its shared directories 'nix-store' (...) are virtiofs"
+    plan = plan_rerun(statements(), new, passed_record(5), RerunMode.CHECKPOINT, [], why)
+    assert plan.mode is RerunMode.CHANGED and plan.checkpoint is None and plan.start == 4
+    assert plan.reason.startswith(f"no checkpoints in this test: {why}; a plain rerun instead; ")

@@ -277,3 +277,41 @@ def test_a_save_through_the_watcher_starts_the_rerun(harness) -> None:  # type: 
         temp.replace(h.path)
         assert h.wait_finished().ok
     assert h.host.trace == ["TWO", "three", "four"]
+
+
+@dataclass
+class RefusingCheckpoints(FakeCheckpoints):
+    """Nodes QEMU cannot save (as driver.checkpoint.Checkpoints reports them)."""
+
+    refused: str | None = None
+
+    def save(self, name: str | None = None, statement_index: int | None = None) -> FakeCheckpoint:
+        self.refused = "node cannot be checkpointed: a vhost-user-fs device"
+        raise RuntimeError(self.refused)
+
+
+def test_without_checkpoints_rewind_and_checkpoint_mode_say_so_and_rerun(harness) -> None:  # type: ignore[no-untyped-def]
+    checkpoints = RefusingCheckpoints()
+    h = harness(checkpoints=checkpoints, nodes_up=True)
+    h.start_run(0, None)
+    assert h.wait_finished().ok  # the refused boot checkpoint does not fail the run
+    assert any("checkpoint boot not taken" in line for line in h.log)
+
+    h.host.trace.clear()
+    outcome = h.controller.rewind(2)
+    assert outcome.error is None and outcome.plan is not None
+    assert outcome.plan.reason.startswith("cannot rewind, no checkpoints in this test: node cannot be checkpointed")
+    assert (outcome.plan.start, outcome.plan.checkpoint) == (2, None)
+    assert h.wait_finished().ok
+    assert h.host.trace == ["two", "three", "four"]  # from statement 2 on, nothing restored
+    assert checkpoints.restored == []
+
+    h.controller.mode = RerunMode.CHECKPOINT
+    assert "this test can have no checkpoints (node cannot be checkpointed" in h.controller.describe_mode()
+    h.host.trace.clear()
+    h.edit('trace.append("four")', 'trace.append("FOUR")')
+    outcome = h.controller.saved()
+    assert outcome.plan is not None and outcome.plan.checkpoint is None
+    assert "no checkpoints in this test" in outcome.plan.reason
+    assert h.wait_finished().ok
+    assert h.host.trace == ["FOUR"]
