@@ -33,6 +33,8 @@ from textual.message import Message
 from textual.strip import Strip
 from textual.widget import Widget
 
+from widgets.textual_hooks import widget_on_key
+
 
 class TerminalBackend(Protocol):
     """The far side of a terminal: where keys go and who learns the size."""
@@ -394,7 +396,7 @@ class TerminalView(Widget, can_focus=True):
     async def _on_key(self, event: events.Key) -> None:
         key = event.key
         if key in self.passthrough_keys or key in self.SCROLL_KEYS:
-            await super()._on_key(event)
+            await widget_on_key(self, event)
             return
         event.stop()
         event.prevent_default()
