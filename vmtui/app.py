@@ -641,6 +641,8 @@ class VmtuiApp(LiveApp):
         self.query_one(f"#{widget_id}").focus()
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        if not self.screen_stack:
+            return  # the app is closing: its screens are gone
         if not any(node.id == "inspector" for node in event.widget.ancestors):
             self.screen.remove_class("-inspecting")
 

@@ -30,10 +30,7 @@ answer = dataclass(eq=False)
 
 
 class WorkerAnswer(Message):
-    """Base of every answer: a dataclass's __init__ does not call Message's."""
-
-    def __post_init__(self) -> None:
-        super().__init__()
+    """Base of every answer (Textual's Message initialises dataclass messages itself)."""
 
 
 @answer
