@@ -103,7 +103,7 @@ MACHINE_METHODS = frozenset(
     screenshot get_screen_text get_screen_text_variants wait_for_text get_tty_text
     wait_until_tty_matches dump_tty_contents wait_for_x get_window_names
     wait_for_window forward_port block unblock wait_for_qmp_event copy_from_host
-    copy_from_host_via_shell copy_from_machine copy_from_vm
+    copy_from_host_via_shell copy_from_machine copy_from_vm log nested ssh_backdoor_command
     """.split()
 )
 

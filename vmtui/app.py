@@ -492,7 +492,7 @@ class VmtuiApp(LiveApp):
     @on(VariablesView.Inspect)
     def _inspect_variable(self, event: VariablesView.Inspect) -> None:
         # The whole value, where there is room for it: the REPL, as if typed.
-        self._evaluate_requested(ReplInput.Evaluate(event.name))
+        self._evaluate_requested(ReplInput.Evaluate(self.query_one(ReplInput), event.name))
 
     @work(thread=True, group="repl", exit_on_error=False, name="evaluate")
     def _evaluate(self, session: Session, source: str) -> None:

@@ -84,8 +84,8 @@ class SavedFiles:
 class SaveView:
     """How a `SaveOutcome` shows: a syntax error in the banner, or a toast."""
 
+    syntax_error: str | None = None       # set: the save does not compile
     syntax_error_line: int | None = None
-    syntax_error: str = ""
     notice: Notice | None = None
     hide_error: bool = False
 
@@ -228,7 +228,7 @@ def statement_at(statements: Sequence[Statement], line: int) -> int | None:
 def save_view(outcome: SaveOutcome) -> SaveView:
     error = outcome.syntax_error
     if error is not None:
-        return SaveView(syntax_error_line=error.line, syntax_error=f"SyntaxError: {error.msg}")
+        return SaveView(syntax_error=f"SyntaxError: {error.msg}", syntax_error_line=error.line)
     if outcome.error is not None:
         return SaveView(notice=Notice(outcome.error, "rerun", "error", 6))
     if outcome.plan is not None:

@@ -345,7 +345,7 @@ class LiveApp(App[int]):
     @on(SaveApplied)
     def _show_save_outcome(self, message: SaveApplied) -> None:
         view = save_view(message.outcome)
-        if view.syntax_error_line is not None:
+        if view.syntax_error is not None:
             try:
                 self.script_view.load(self.config.script_path.read_text(encoding="utf-8"))
             except (OSError, UnicodeDecodeError):

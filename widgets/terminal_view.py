@@ -205,8 +205,20 @@ class TerminalView(Widget, can_focus=True):
             self.view = view
             self.reason = reason
 
+        @property
+        def control(self) -> TerminalView:
+            return self.view
+
     class _DataReady(Message):
         """Internal: output waits in the feed buffer."""
+
+        def __init__(self, view: TerminalView) -> None:
+            super().__init__()
+            self.view = view
+
+        @property
+        def control(self) -> TerminalView:
+            return self.view
 
     def __init__(
         self,
@@ -242,7 +254,7 @@ class TerminalView(Widget, can_focus=True):
             was_idle = not self._pending
             self._pending.append(data)
         if was_idle:
-            self.post_message(self._DataReady())
+            self.post_message(self._DataReady(self))
 
     def mark_closed(self, reason: str) -> None:
         """The channel ended: show why, stop sending keys. Any thread."""

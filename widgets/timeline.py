@@ -85,9 +85,14 @@ class Timeline(Tree[_Entry]):
     class LineSelected(Message):
         """An entry that knows its script line was chosen."""
 
-        def __init__(self, line: int) -> None:
+        def __init__(self, timeline: Timeline, line: int) -> None:
             super().__init__()
+            self.timeline = timeline
             self.line = line
+
+        @property
+        def control(self) -> Timeline:
+            return self.timeline
 
     MAX_RUNS = 20
     """Runs kept in the tree (the driver's own entries before the first run count as one)."""
@@ -225,4 +230,4 @@ class Timeline(Tree[_Entry]):
         event.stop()
         entry = event.node.data
         if entry is not None and entry.script_line is not None:
-            self.post_message(self.LineSelected(entry.script_line))
+            self.post_message(self.LineSelected(self, entry.script_line))
