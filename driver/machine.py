@@ -26,7 +26,6 @@ import base64
 import contextlib
 import os
 import re
-import select
 import shlex
 import shutil
 import signal
@@ -43,6 +42,7 @@ from driver import polling, processes
 from driver.backdoor import Backdoor, ShellRestarted
 from driver.console import ConsoleReader
 from driver.errors import BackdoorTimeout, MachineDied, MachineError, RequestedAssertionFailed, ScriptCancelled
+from driver.fdwait import wait_readable
 from driver.events import EventBus, MachineState, MachineStateChanged, WaitProgress
 from driver.monitor import Monitor, key_name, ppm_to_png
 from driver.qmp import QMPConnection
@@ -340,8 +340,7 @@ class Machine:
 
     def _accept(self, listener: socket.socket, what: str, deadline: float) -> socket.socket:
         while True:
-            readable, _, _ = select.select([listener], [], [], 0.1)
-            if readable:
+            if wait_readable([listener], 0.1):
                 connection, _ = listener.accept()
                 return connection
             reason = self.is_dead()

@@ -391,8 +391,8 @@ class ScriptRunner:
     def _unknown_node(self, exc: BaseException, error_line: int | None) -> str | None:
         if not isinstance(exc, NameError) or type(exc) is not NameError:
             return None
-        name = getattr(exc, "name", None)
-        if not name:
+        name = exc.name
+        if not isinstance(name, str) or not name:
             return None
         line = linecache.getline(self.code_filename, error_line or 0)
         used_as_node = any(f"{name}.{method}" in line for method in MACHINE_METHODS)

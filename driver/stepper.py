@@ -642,6 +642,7 @@ def _evaluate(source: str, globals_: dict[str, Any], locals_: Any) -> Evaluation
     except SyntaxError as exc:
         return Evaluation("".join(traceback.format_exception_only(type(exc), exc)).rstrip("\n"), failed=True)
     last_expression = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+    assert last_expression is None or isinstance(last_expression, ast.Expr)
     failed = False
     string_value: str | None = None
     with contextlib.redirect_stdout(output):

@@ -17,7 +17,7 @@ import threading
 import time
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, ClassVar, Iterable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 
 from rich.text import Text
 from textual import events, on, work
@@ -35,6 +35,7 @@ from driver.events import (
     BlockOpened,
     DebuggerPaused,
     DebuggerResumed,
+    Event,
     EventBus,
     LogMessage,
     MachineStateChanged,
@@ -101,8 +102,8 @@ class VmtuiApp(LiveApp):
 
     # Layout classes on the screen (app.tcss): narrow terminals hide the
     # inspector column, short ones shrink the timeline/REPL row.
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (120, "-wide")]
-    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (32, "-tall")]
+    HORIZONTAL_BREAKPOINTS: list[tuple[int, str]] | None = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS: list[tuple[int, str]] | None = [(0, "-short"), (32, "-tall")]
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c,f5", "continue", "Continue", id="vmtui.continue", tooltip="Continue, or start a run of the script"),
@@ -399,7 +400,7 @@ class VmtuiApp(LiveApp):
         for event in batch.events:
             self.apply_event(event)
 
-    def apply_event(self, event: object) -> None:
+    def apply_event(self, event: Event) -> None:
         status = self.query_one(RunStatus)
         script = self.script_view
         if isinstance(event, MachineStateChanged):
@@ -632,7 +633,7 @@ class VmtuiApp(LiveApp):
     def action_focus_repl(self) -> None:
         self.query_one(ReplInput).focus()
 
-    def action_focus(self, widget_id: str) -> None:
+    async def action_focus(self, widget_id: str) -> None:
         if widget_id == "script":
             self.query_one(ContentSwitcher).current = "script"
         if widget_id in _INSPECTOR_PANES:
@@ -688,7 +689,7 @@ class VmtuiApp(LiveApp):
         keys = ", ".join(self.get_key_display(Binding(key, binding.action)) for key in bound.split(","))
         return SystemCommand(title, f"{help_text} ({keys})", partial(self.run_action, binding.action))
 
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for binding in bindings_of(VmtuiApp):
             if binding.show and binding.action != "quit":
@@ -730,7 +731,7 @@ def repl_text(evaluation: Evaluation) -> Text:
 
 
 def known_binding_ids() -> set[str]:
-    ids = set()
+    ids: set[str] = set()
     for _, owner in VmtuiApp.help_sections():
         ids.update(binding.id for binding in bindings_of(owner) if binding.id)
     return ids

@@ -340,7 +340,7 @@ class LiveApp(App[int]):
         self._sync_script_view()
         self.session.stepper.stop_at_start = False
         self.live.run_started(None)
-        self._run_script(message.start, message.stop)
+        self._run_script(message.start, message.until)
 
     @on(SaveApplied)
     def _show_save_outcome(self, message: SaveApplied) -> None:

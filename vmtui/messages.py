@@ -25,15 +25,16 @@ if TYPE_CHECKING:
     from vmtui.session import Session
     from widgets.terminal_view import ShellPane
 
-# Messages are compared by identity (Textual keeps them in sets and queues).
-answer = dataclass(eq=False)
-
 
 class WorkerAnswer(Message):
-    """Base of every answer (Textual's Message initialises dataclass messages itself)."""
+    """Base of every answer.
+
+    Answers are dataclasses (Textual's Message initialises those itself),
+    compared by identity (`eq=False`) as every other message.
+    """
 
 
-@answer
+@dataclass(eq=False)
 class SessionOpened(WorkerAnswer):
     """The machines exist; `load_error` is set when the script does not compile."""
 
@@ -41,68 +42,68 @@ class SessionOpened(WorkerAnswer):
     load_error: str | None
 
 
-@answer
+@dataclass(eq=False)
 class SessionFailed(WorkerAnswer):
     message: str
 
 
-@answer
+@dataclass(eq=False)
 class FilesSaved(WorkerAnswer):
     """The watcher saw these (resolved) paths saved."""
 
     paths: frozenset[Path]
 
 
-@answer
+@dataclass(eq=False)
 class RebuildProgress(WorkerAnswer):
     cancel: threading.Event
     line: str
 
 
-@answer
+@dataclass(eq=False)
 class RebuildFinished(WorkerAnswer):
     cancel: threading.Event
     result: RebuildResult
 
 
-@answer
+@dataclass(eq=False)
 class RebuildFailed(WorkerAnswer):
     cancel: threading.Event
     message: str
 
 
-@answer
+@dataclass(eq=False)
 class RerunRequested(WorkerAnswer):
-    """The rerun controller asks for a run of statements `start` .. `stop`."""
+    """The rerun controller asks for a run of statements `start` up to (not including) `until`."""
 
     start: int
-    stop: int | None
+    until: int | None
 
 
-@answer
+@dataclass(eq=False)
 class SaveApplied(WorkerAnswer):
     """A save, a script swap or a rerun was planned and started (or refused)."""
 
     outcome: SaveOutcome
 
 
-@answer
+@dataclass(eq=False)
 class Rewound(WorkerAnswer):
     outcome: SaveOutcome
 
 
-@answer
+@dataclass(eq=False)
 class NodesRestarted(WorkerAnswer):
     request: RestartRequest
 
 
-@answer
+@dataclass(eq=False)
 class RestartFailed(WorkerAnswer):
     request: RestartRequest
     message: str
 
 
-@answer
+@dataclass(eq=False)
 class CheckpointTaken(WorkerAnswer):
     """`name` None: it is taken when the running statement ends."""
 
@@ -110,12 +111,12 @@ class CheckpointTaken(WorkerAnswer):
     save_seconds: float
 
 
-@answer
+@dataclass(eq=False)
 class CheckpointFailed(WorkerAnswer):
     message: str
 
 
-@answer
+@dataclass(eq=False)
 class VariablesRead(WorkerAnswer):
     """`generation` orders the reads: an older read never replaces a newer one."""
 
@@ -123,18 +124,18 @@ class VariablesRead(WorkerAnswer):
     values: dict[str, str]
 
 
-@answer
+@dataclass(eq=False)
 class ReplAnswered(WorkerAnswer):
     evaluation: Evaluation
 
 
-@answer
+@dataclass(eq=False)
 class ShellOpened(WorkerAnswer):
     pane: ShellPane
     shell: ShellSession
 
 
-@answer
+@dataclass(eq=False)
 class ShellFailed(WorkerAnswer):
     pane: ShellPane
     message: str

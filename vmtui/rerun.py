@@ -32,8 +32,9 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
+from driver.checkpoint import Checkpoint, RestoreReport
 from driver.errors import ScriptCancelled
 from driver.events import (
     BlockClosed,
@@ -226,8 +227,8 @@ class RunTracker:
             self._current_index = self._by_line.get(event.line)
             if self._current_index is not None:
                 # Everything after it is stale until it runs again.
-                for index in [i for i in self._record.outcomes if i >= self._current_index]:
-                    del self._record.outcomes[index]
+                for stale in [i for i in self._record.outcomes if i >= self._current_index]:
+                    del self._record.outcomes[stale]
         elif isinstance(event, StatementFinished):
             index = self._by_line.get(event.line)
             if index is None:
@@ -410,11 +411,11 @@ class Checkpointing(Protocol):
     """The part of driver.checkpoint.Checkpoints the controller uses."""
 
     @property
-    def checkpoints(self) -> Sequence[Any]: ...
+    def checkpoints(self) -> Sequence[Checkpoint]: ...
 
-    def save(self, name: str | None = None, statement_index: int | None = None) -> Any: ...
+    def save(self, name: str | None = None, statement_index: int | None = None) -> Checkpoint: ...
 
-    def restore(self, name: str) -> Any: ...
+    def restore(self, name: str) -> RestoreReport: ...
 
 
 class ScriptControl(Protocol):
@@ -585,7 +586,7 @@ class RerunController:
         return [CheckpointMark(c.name, c.statement_index) for c in self.checkpoints.checkpoints
                 if c.statement_index is not None]
 
-    def checkpoint_now(self, name: str | None = None) -> Any:
+    def checkpoint_now(self, name: str | None = None) -> Checkpoint | None:
         """Take a checkpoint now, or at the next statement boundary if a statement runs.
 
         Returns the checkpoint, or None when it was scheduled.

@@ -19,6 +19,7 @@ that changes one fails there, loudly, instead of somewhere in a benchmark.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from textual import events
 from textual.app import App
@@ -51,7 +52,7 @@ async def widget_on_key(widget: Widget, event: events.Key) -> None:
     await Widget._on_key(widget, event)
 
 
-def keymap_of(app: App[object]) -> Mapping[str, str]:
+def keymap_of(app: App[Any]) -> Mapping[str, str]:
     """The keymap `app` was given (binding id -> comma separated keys)."""
     keymap: Mapping[str, str] = getattr(app, APP_KEYMAP)
     return keymap

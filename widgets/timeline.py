@@ -21,6 +21,7 @@ from textual.widgets.tree import TreeNode
 from driver.events import (
     BlockClosed,
     BlockOpened,
+    Event,
     LogLevel,
     LogMessage,
     ScriptFinished,
@@ -107,7 +108,7 @@ class Timeline(Tree[_Entry]):
 
     # -- feeding ------------------------------------------------------------
 
-    def apply(self, event: object) -> None:
+    def apply(self, event: Event) -> None:
         """Fold one driver event into the tree (other event types are ignored)."""
         if isinstance(event, ScriptStarted):
             self._start_run(event)
