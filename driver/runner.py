@@ -416,9 +416,13 @@ class ScriptRunner:
             if not self._running:
                 return
             self._cancelled = True
-        self.driver.cancel_event.set()
-        if self.stepper is not None:
-            self.stepper.stop()
+            # Under the lock: the run's end clears the event under it too, so
+            # a cancel racing with the end can never leave the event set for
+            # the REPL and checkpoints after the run (they would fail as
+            # "cancelled").
+            self.driver.cancel_event.set()
+            if self.stepper is not None:
+                self.stepper.stop()
 
     # -- namespace and position -------------------------------------------------
 
