@@ -8,6 +8,7 @@ messages of vmtui/messages.py, handled here with `@on` on the UI thread.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -18,6 +19,7 @@ from textual.message import Message
 
 from driver.config import TestConfig
 from driver.errors import ConfigError
+from driver.logger import Logger
 from vmtui.live import (
     LiveState,
     Notice,
@@ -186,7 +188,9 @@ class LiveApp(App[int]):
         cancel = self.live.begin_rebuild()
         self._load_alt_source()
         self.query_one(RunStatus).set_message("rebuilding", self.rebuilder.source.name)
-        self._rebuild(self.rebuilder, self.session, cancel)
+        # The worker diffs against a copy: the UI thread may point the
+        # session's config at a moved script meanwhile.
+        self._rebuild(self.rebuilder, dataclasses.replace(self.session.config), self.session.driver.logger, cancel)
 
     def _load_alt_source(self) -> None:
         if self.alt_source_path is None:
@@ -198,8 +202,7 @@ class LiveApp(App[int]):
         self.query_one("#alt-source", ScriptView).load(text)
 
     @work(thread=True, group="rebuild", exit_on_error=False, name="rebuild the source")
-    def _rebuild(self, rebuilder: SourceRebuilder, session: Session, cancel: threading.Event) -> None:
-        logger = session.driver.logger
+    def _rebuild(self, rebuilder: SourceRebuilder, config: TestConfig, logger: Logger, cancel: threading.Event) -> None:
 
         def progress(line: str) -> None:
             # Nix's reader thread: its lines go to the timeline (under the
@@ -211,7 +214,7 @@ class LiveApp(App[int]):
 
         try:
             with logger.nested(f"rebuilding {rebuilder.source.name}"):
-                result = rebuilder.rebuild(session.config, on_progress=progress, cancel=cancel)
+                result = rebuilder.rebuild(config, on_progress=progress, cancel=cancel)
         except NixBuildCancelled:
             return  # a newer save took over
         except Exception as error:  # noqa: BLE001 - ConfigError/NixError above all; the VMs stay up regardless
