@@ -39,9 +39,9 @@ from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator, Protocol
 
 from driver import polling, processes
-from driver.backdoor import Backdoor, ShellRestarted
+from driver.backdoor import Backdoor
 from driver.console import ConsoleReader
-from driver.errors import BackdoorTimeout, MachineDied, MachineError, RequestedAssertionFailed, ScriptCancelled
+from driver.errors import BackdoorTimeout, MachineDied, MachineError, RequestedAssertionFailed, ScriptCancelled, ShellRestarted
 from driver.fdwait import wait_readable
 from driver.events import EventBus, MachineState, MachineStateChanged, WaitProgress
 from driver.monitor import Monitor, key_name, ppm_to_png

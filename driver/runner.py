@@ -30,7 +30,7 @@ import types
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
-from driver.errors import ConfigError, MachineError, ScriptCancelled, TestScriptError
+from driver.errors import MachineError, ScriptCancelled, ScriptSyntaxError, TestScriptError
 from driver.events import (
     EventBus,
     ScriptFinished,
@@ -66,16 +66,6 @@ class RunResult:
     # a node (`clinet.succeed(...)`): bad input rather than a test failure.
     unknown_node: str | None = None
 
-
-class ScriptSyntaxError(ConfigError):
-    """The script does not compile; raised by `load()` before anything runs."""
-
-    def __init__(self, filename: str, line: int | None, msg: str) -> None:
-        self.filename = filename
-        self.line = line
-        self.msg = msg
-        where = f"{filename}:{line}" if line is not None else filename
-        super().__init__(f"{where}: syntax error: {msg}")
 
 
 class ScriptHost(Protocol):
@@ -316,7 +306,7 @@ class ScriptRunner:
         self.bus.publish(StatementStarted(run_id=run_id, line=statement.line, end_line=statement.end_line))
         started = time.monotonic()
 
-        def finished(ok: bool, error: str | None = None) -> None:
+        def finished(ok: bool, error: str | None = None, *, cancelled: bool = False) -> None:
             self.bus.publish(
                 StatementFinished(
                     run_id=run_id,
@@ -325,6 +315,7 @@ class ScriptRunner:
                     ok=ok,
                     duration=time.monotonic() - started,
                     error=error,
+                    cancelled=cancelled,
                 )
             )
 
@@ -333,7 +324,7 @@ class ScriptRunner:
                 self.stepper.statement_started(statement)
             exec(code, namespace)
         except ScriptCancelled:
-            finished(False, "cancelled")
+            finished(False, "cancelled", cancelled=True)
             return RunResult(ok=False, cancelled=True)
         except SystemExit as exc:
             if exc.code in (None, 0):
@@ -344,7 +335,7 @@ class ScriptRunner:
             return self._failed(exc, finished)
         except BaseException as exc:  # noqa: BLE001 - any failure of the script is reported
             if isinstance(exc, KeyboardInterrupt):
-                finished(False, "cancelled")
+                finished(False, "cancelled", cancelled=True)
                 return RunResult(ok=False, cancelled=True)
             return self._failed(exc, finished)
         finished(True)

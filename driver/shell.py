@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Callable, Protocol, Sequence, cast
 
 from driver.backdoor import Backdoor
-from driver.errors import MachineError, ScriptCancelled
+from driver.errors import MachineError, ScriptCancelled, ShellError
 from driver.fdwait import wait_ready
 from driver.machine import SPARE_CHANNELS
 
@@ -80,9 +80,6 @@ class ShellMachine(Protocol):
 
     def exclusive_channel(self) -> contextlib.AbstractContextManager[None]: ...
 
-
-class ShellError(MachineError):
-    """A shell could not be opened; the message says why."""
 
 
 def host_terminfo(term: str = TERM) -> bytes | None:

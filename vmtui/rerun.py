@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
 from driver.checkpoint import Checkpoint, RestoreReport
-from driver.errors import ScriptCancelled
+from driver.errors import ScriptCancelled, ScriptSyntaxError
 from driver.events import (
     BlockClosed,
     BlockOpened,
@@ -45,7 +45,7 @@ from driver.events import (
     StatementFinished,
     StatementStarted,
 )
-from driver.runner import ScriptSyntaxError, Statement, compile_script, first_changed_statement
+from driver.runner import Statement, compile_script, first_changed_statement
 
 
 class RerunMode(enum.Enum):
@@ -235,7 +235,7 @@ class RunTracker:
                 return
             if event.ok:
                 outcome = Outcome.PASSED
-            elif event.error == "cancelled":
+            elif event.cancelled:
                 outcome = Outcome.CANCELLED
             else:
                 outcome = Outcome.FAILED
@@ -247,7 +247,7 @@ class RunTracker:
         elif isinstance(event, BlockClosed):
             opened = self._open_subtests.pop(event.block_id, None)
             # The first subtest to close failed is the innermost one.
-            failed = not event.ok and event.error != "cancelled"
+            failed = not event.ok and not event.cancelled
             if opened is not None and failed and self._record.failed_subtest is None:
                 self._record.failed_subtest = _subtest_name(opened[0])
         elif isinstance(event, ScriptFinished):
