@@ -46,6 +46,7 @@ from driver.fdwait import wait_readable
 from driver.events import EventBus, MachineState, MachineStateChanged, WaitProgress
 from driver.monitor import Monitor, key_name, ppm_to_png
 from driver.qmp import QMPConnection
+from driver.runstate import RUNNING, MachineRunstate, Runstate
 
 # How long the guest may take from QEMU's start to the backdoor marker.
 # NixOS waits forever; a TCG guest on a loaded machine can be slow, so the
@@ -157,9 +158,9 @@ class Machine:
 
         self.process: subprocess.Popen[bytes] | None = None
         self.pid: int | None = None
-        self.booted = False
-        self.connected = False
-        self.state = MachineState.CREATED
+        # The lifecycle, changed only through its checked moves (driver/runstate.py).
+        self.runstate = MachineRunstate(name)
+        self.state = MachineState.CREATED   # the last state published
         self.monitor: Monitor | None = None
         self.shell: socket.socket | None = None
         self.backdoor: Backdoor | None = None
@@ -171,9 +172,6 @@ class Machine:
 
         self._command_lock = threading.RLock()
         self._lifecycle_lock = threading.RLock()
-        # Set while a shutdown/crash/release is under way, so the exit that
-        # follows is not reported as unexpected.
-        self._stopping = False
 
         self.reset_state_dir()
         self.shared_dir.mkdir(parents=True, exist_ok=True)
@@ -196,6 +194,14 @@ class Machine:
     @keep_vm_state.setter
     def keep_vm_state(self, value: bool) -> None:
         self.keep_machine_state = value
+
+    @property
+    def booted(self) -> bool:
+        return self.runstate.state.booted
+
+    @property
+    def connected(self) -> bool:
+        return self.runstate.state.connected
 
     @property
     def full_console_log(self) -> str:
@@ -378,6 +384,7 @@ class Machine:
         monitor_listener = self._listen(self._socket_path("monitor"))
         shell_listener = self._listen(self._socket_path("shell"))
         argv = self._start_argv()
+        self.runstate.move(Runstate.STARTING)
         try:
             try:
                 self.process = processes.spawn(
@@ -391,7 +398,6 @@ class Machine:
                 )
             except OSError as error:
                 raise MachineError(f"{self.name}: cannot run the start command {self.start_command!r}: {error}") from error
-            self._stopping = False
             process = self.process
             assert process.stdout is not None
             self.console = ConsoleReader(
@@ -428,19 +434,20 @@ class Machine:
                 is_dead=self.is_dead,
             )
             self.monitor.wait_for_prompt(max(1.0, deadline - time.monotonic()))
+            if not self.runstate.move(Runstate.BOOTED, only_from=[Runstate.STARTING]):
+                raise MachineDied(f"{self.name}: {self.is_dead() or 'QEMU stopped'} while starting")
         except BaseException:
             self._abort_start()
             raise
         finally:
             monitor_listener.close()
             shell_listener.close()
-        self.booted = True
         self.log(f"QEMU running (pid {self.pid})")
         self._publish(MachineState.BOOTING, detail="waiting for the backdoor")
 
     def _abort_start(self) -> None:
         if self.process is not None:
-            self._stopping = True
+            self.runstate.move(Runstate.STOPPING)
             processes.registry.terminate(self.process, grace=2.0)
         self._teardown()
 
@@ -454,9 +461,9 @@ class Machine:
         if process is not self.process:
             return
         reason = describe_exit(returncode)
-        if not self._stopping:
+        if self.runstate.state is not Runstate.STOPPING:
             self.logger.warning(f"{reason}{self._console_tail(5)}", machine=self.name)
-        self.connected = False
+        self.runstate.move(Runstate.EXITED)
         self._publish(MachineState.EXITED, exit_code=returncode, detail=reason)
 
     def _teardown(self) -> None:
@@ -488,8 +495,7 @@ class Machine:
                 if stream is not None:
                     with contextlib.suppress(OSError):
                         stream.close()
-        self.booted = False
-        self.connected = False
+        self.runstate.move(Runstate.EXITED)
         self.pid = None
 
     def connect(self) -> None:
@@ -523,7 +529,9 @@ class Machine:
                 except MachineDied as error:
                     self._settle_exit()
                     raise MachineDied(f"{error}{self._console_tail()}") from None
-                self.connected = True
+                if not self.runstate.move(Runstate.CONNECTED, only_from=[Runstate.BOOTED]):
+                    self._settle_exit()
+                    raise MachineDied(f"{self.name}: {self.is_dead() or 'the machine stopped'} while connecting")
                 self.log("connected to guest root shell")
                 self.log(f"(connecting took {time.monotonic() - started:.2f} seconds)")
         self._publish(MachineState.CONNECTED)
@@ -535,11 +543,13 @@ class Machine:
             self.console.join(2.0)
 
     def _require_backdoor(self) -> Backdoor:
+        self.runstate.require(*RUNNING)
         if self.backdoor is None:
             raise MachineError(f"{self.name}: the machine is not running")
         return self.backdoor
 
     def _require_monitor(self) -> Monitor:
+        self.runstate.require(*RUNNING)
         if self.monitor is None:
             raise MachineError(f"{self.name}: the machine is not running")
         return self.monitor
@@ -577,7 +587,7 @@ class Machine:
         """Power the guest off through its root shell and wait for QEMU to exit."""
         if not self.booted:
             return
-        self._stopping = True
+        self.runstate.move(Runstate.STOPPING)
         self._publish(MachineState.SHUTTING_DOWN, detail="poweroff")
         backdoor = self._require_backdoor()
         with self._locked_channel():
@@ -590,7 +600,7 @@ class Machine:
         if not self.booted:
             return
         with self.nested("simulate forced crash"):
-            self._stopping = True
+            self.runstate.move(Runstate.STOPPING)
             self._publish(MachineState.SHUTTING_DOWN, detail="crash")
             with contextlib.suppress(MachineDied):
                 self._require_monitor().send("quit")
@@ -609,7 +619,7 @@ class Machine:
             self._forget_shell("rebooting")
 
     def _forget_shell(self, detail: str) -> None:
-        self.connected = False
+        self.runstate.move(Runstate.BOOTED, only_from=[Runstate.CONNECTED])
         if self.backdoor is not None:
             self.backdoor.forget_connection()
         self._publish(MachineState.BOOTING, detail=detail)
@@ -619,7 +629,7 @@ class Machine:
         with self._lifecycle_lock:
             if self.process is None:
                 return
-            self._stopping = True
+            self.runstate.move(Runstate.STOPPING)
             if self.process.poll() is None:
                 self._publish(MachineState.SHUTTING_DOWN, detail="releasing")
             self._teardown()
@@ -669,7 +679,7 @@ class Machine:
                     # The marker came again: the guest rebooted under us.
                     # The backdoor remembers that it saw it; connect() goes on
                     # from there.
-                    self.connected = False
+                    self.runstate.move(Runstate.BOOTED, only_from=[Runstate.CONNECTED])
                     self._publish(MachineState.BOOTING, detail="the guest rebooted")
 
     def _kill_guest_command(self, request_id: int) -> None:
@@ -939,6 +949,7 @@ class Machine:
 
     def send_console(self, chars: str) -> None:
         """Type `chars` on the guest's serial console (QEMU's stdin)."""
+        self.runstate.require(*RUNNING)
         process = self.process
         if process is None or process.stdin is None or process.poll() is not None:
             raise MachineError(f"{self.name}: the machine is not running")
