@@ -46,7 +46,7 @@ from driver.fdwait import wait_readable
 from driver.events import EventBus, MachineState, MachineStateChanged, WaitProgress
 from driver.monitor import Monitor, key_name, ppm_to_png
 from driver.qmp import QMPConnection
-from driver.runstate import RUNNING, MachineRunstate, Runstate
+from driver.runstate import ATTACHED, MachineRunstate, Runstate
 
 # How long the guest may take from QEMU's start to the backdoor marker.
 # NixOS waits forever; a TCG guest on a loaded machine can be slow, so the
@@ -463,7 +463,7 @@ class Machine:
         reason = describe_exit(returncode)
         if self.runstate.state is not Runstate.STOPPING:
             self.logger.warning(f"{reason}{self._console_tail(5)}", machine=self.name)
-        self.runstate.move(Runstate.EXITED)
+        self.runstate.move(Runstate.DIED, only_from=[Runstate.STARTING, Runstate.BOOTED, Runstate.CONNECTED])
         self._publish(MachineState.EXITED, exit_code=returncode, detail=reason)
 
     def _teardown(self) -> None:
@@ -495,7 +495,7 @@ class Machine:
                 if stream is not None:
                     with contextlib.suppress(OSError):
                         stream.close()
-        self.runstate.move(Runstate.EXITED)
+        self.runstate.move(Runstate.STOPPED)
         self.pid = None
 
     def connect(self) -> None:
@@ -543,13 +543,13 @@ class Machine:
             self.console.join(2.0)
 
     def _require_backdoor(self) -> Backdoor:
-        self.runstate.require(*RUNNING)
+        self.runstate.require(*ATTACHED)
         if self.backdoor is None:
             raise MachineError(f"{self.name}: the machine is not running")
         return self.backdoor
 
     def _require_monitor(self) -> Monitor:
-        self.runstate.require(*RUNNING)
+        self.runstate.require(*ATTACHED)
         if self.monitor is None:
             raise MachineError(f"{self.name}: the machine is not running")
         return self.monitor
@@ -949,7 +949,7 @@ class Machine:
 
     def send_console(self, chars: str) -> None:
         """Type `chars` on the guest's serial console (QEMU's stdin)."""
-        self.runstate.require(*RUNNING)
+        self.runstate.require(*ATTACHED)
         process = self.process
         if process is None or process.stdin is None or process.poll() is not None:
             raise MachineError(f"{self.name}: the machine is not running")

@@ -11,10 +11,14 @@ applies (the machine exited meanwhile) is refused, and the caller learns it.
 ```
 CREATED ──> STARTING ──> BOOTED <──> CONNECTED
                │            │            │
-               └──────> STOPPING <───────┘
-               │            │            │
-               └──────────> EXITED <─────┘ ──> STARTING (started again)
+               ├──────> STOPPING <───────┤      (shutdown, crash, release)
+               └──────> DIED <───────────┘      (QEMU exited on its own)
+every state ──> STOPPED ──> STARTING            (torn down; started again)
 ```
+A machine whose QEMU died stays DIED (its commands fail, naming the
+death) until something tears it down: it is never restarted behind the
+user's back.  One that was stopped on purpose is STOPPED, and the next
+command boots it again, as in NixOS.
 """
 
 from __future__ import annotations
@@ -32,12 +36,13 @@ class Runstate(enum.Enum):
     BOOTED = "booted"          # QEMU up; the backdoor shell not (or no longer) answering
     CONNECTED = "connected"    # the backdoor shell answers
     STOPPING = "stopping"      # shutdown, crash or release under way: the exit is expected
-    EXITED = "exited"          # QEMU ended (or was released)
+    DIED = "died"              # QEMU exited on its own; the connections are not torn down yet
+    STOPPED = "stopped"        # torn down (after a stop, a death or a release)
 
     @property
     def booted(self) -> bool:
-        """NixOS's `machine.booted`: QEMU runs (it stays so while stopping)."""
-        return self in (Runstate.BOOTED, Runstate.CONNECTED, Runstate.STOPPING)
+        """NixOS's `machine.booted`: true from the boot until the teardown."""
+        return self in (Runstate.BOOTED, Runstate.CONNECTED, Runstate.STOPPING, Runstate.DIED)
 
     @property
     def connected(self) -> bool:
@@ -45,12 +50,13 @@ class Runstate(enum.Enum):
 
 
 _MOVES: dict[Runstate, frozenset[Runstate]] = {
-    Runstate.CREATED: frozenset({Runstate.STARTING, Runstate.EXITED}),
-    Runstate.STARTING: frozenset({Runstate.BOOTED, Runstate.STOPPING, Runstate.EXITED}),
-    Runstate.BOOTED: frozenset({Runstate.CONNECTED, Runstate.STOPPING, Runstate.EXITED}),
-    Runstate.CONNECTED: frozenset({Runstate.BOOTED, Runstate.STOPPING, Runstate.EXITED}),
-    Runstate.STOPPING: frozenset({Runstate.EXITED}),
-    Runstate.EXITED: frozenset({Runstate.STARTING}),
+    Runstate.CREATED: frozenset({Runstate.STARTING, Runstate.STOPPED}),
+    Runstate.STARTING: frozenset({Runstate.BOOTED, Runstate.STOPPING, Runstate.DIED, Runstate.STOPPED}),
+    Runstate.BOOTED: frozenset({Runstate.CONNECTED, Runstate.STOPPING, Runstate.DIED, Runstate.STOPPED}),
+    Runstate.CONNECTED: frozenset({Runstate.BOOTED, Runstate.STOPPING, Runstate.DIED, Runstate.STOPPED}),
+    Runstate.STOPPING: frozenset({Runstate.STOPPED}),
+    Runstate.DIED: frozenset({Runstate.STOPPED}),
+    Runstate.STOPPED: frozenset({Runstate.STARTING}),
 }
 
 
@@ -101,8 +107,10 @@ _DESCRIPTIONS = {
     Runstate.BOOTED: "booting",
     Runstate.CONNECTED: "running",
     Runstate.STOPPING: "shutting down",
-    Runstate.EXITED: "not running",
+    Runstate.DIED: "not running",
+    Runstate.STOPPED: "not running",
 }
 
-# Where QEMU runs and answers on its monitor and backdoor sockets.
-RUNNING = (Runstate.BOOTED, Runstate.CONNECTED, Runstate.STOPPING)
+# The machine holds connections to a QEMU (which may have died: then a
+# command on them fails naming the death).
+ATTACHED = (Runstate.BOOTED, Runstate.CONNECTED, Runstate.STOPPING, Runstate.DIED)

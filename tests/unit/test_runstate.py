@@ -11,30 +11,33 @@ from driver.errors import MachineError
 from driver.events import EventBus
 from driver.logger import Logger
 from driver.machine import Machine
-from driver.runstate import RUNNING, MachineRunstate, Runstate, RunstateError, allowed
+from driver.runstate import ATTACHED, MachineRunstate, Runstate, RunstateError, allowed
 
 
 def test_a_life_from_creation_to_exit_and_a_new_start() -> None:
     runstate = MachineRunstate("server")
     for state in (Runstate.STARTING, Runstate.BOOTED, Runstate.CONNECTED, Runstate.BOOTED,
-                  Runstate.CONNECTED, Runstate.STOPPING, Runstate.EXITED, Runstate.STARTING):
+                  Runstate.CONNECTED, Runstate.STOPPING, Runstate.STOPPED, Runstate.STARTING,
+                  Runstate.BOOTED, Runstate.DIED, Runstate.STOPPED):
         assert runstate.move(state), state
-    assert runstate.state is Runstate.STARTING
+    assert runstate.state is Runstate.STOPPED
 
 
 def test_a_late_writer_cannot_bring_a_dead_machine_back() -> None:
     runstate = MachineRunstate("server")
     for state in (Runstate.STARTING, Runstate.BOOTED, Runstate.CONNECTED):
         runstate.move(state)
-    runstate.move(Runstate.EXITED)  # the console thread saw QEMU exit ...
+    runstate.move(Runstate.DIED)  # the console thread saw QEMU exit ...
     # ... then the script thread notices the reboot marker, or a connect ends.
     assert not runstate.move(Runstate.BOOTED, only_from=[Runstate.CONNECTED])
     assert not runstate.move(Runstate.CONNECTED)
-    assert runstate.state is Runstate.EXITED and not runstate.state.booted
+    assert runstate.state is Runstate.DIED and not runstate.state.connected
+    # A death is never followed by a start without a teardown in between.
+    assert not runstate.move(Runstate.STARTING)
 
 
 def test_only_listed_moves_are_allowed() -> None:
-    assert allowed(Runstate.EXITED, Runstate.EXITED)
+    assert allowed(Runstate.STOPPED, Runstate.STOPPED)
     assert not allowed(Runstate.STOPPING, Runstate.CONNECTED)
     assert not allowed(Runstate.CREATED, Runstate.CONNECTED)
     assert Runstate.STOPPING.booted and not Runstate.STOPPING.connected
@@ -70,4 +73,4 @@ def test_guards_name_the_machine_and_its_state(tmp_path: Path) -> None:
     assert isinstance(raised.value, MachineError) and raised.value.machine == "node1"
     runstate = MachineRunstate("n")
     with pytest.raises(RunstateError, match="n: the machine is not running"):
-        runstate.require(*RUNNING)
+        runstate.require(*ATTACHED)
