@@ -49,7 +49,7 @@ from driver.stepper import Evaluation
 from vmtui.bridge import Batch, EventBridge, EventsPending
 from vmtui.keymap import default_keymap_path, load_keymap
 from vmtui.live_app import LiveApp
-from vmtui.messages import ReplAnswered, SessionFailed, SessionOpened, VariablesRead
+from vmtui.messages import ReplAnswered, SessionFailed, SessionOpened, VariablesRead, while_running
 from vmtui.screens.help import HelpScreen, bindings_of
 from vmtui.state_files import BreakpointStore, repl_history_path
 from widgets.console_pane import ConsolePane
@@ -299,6 +299,7 @@ class VmtuiApp(LiveApp):
             self._answer(SessionOpened(session, None))
 
     @on(SessionOpened)
+    @while_running
     def _attach_session(self, message: SessionOpened) -> None:
         # Set on the UI thread, and only once the script is loaded (or known
         # not to compile), so no key can reach a half-made session.
@@ -309,6 +310,7 @@ class VmtuiApp(LiveApp):
         self._session_ready()
 
     @on(SessionFailed)
+    @while_running
     def _session_failed(self, message: SessionFailed) -> None:
         self._fatal(message.message)
 
@@ -470,6 +472,7 @@ class VmtuiApp(LiveApp):
         self._answer(VariablesRead(generation, session.variables()))
 
     @on(VariablesRead)
+    @while_running
     def _variables_read(self, message: VariablesRead) -> None:
         # Reads can finish out of order (a thread worker is never interrupted):
         # a superseded read must not replace the newest one shown.
@@ -504,6 +507,7 @@ class VmtuiApp(LiveApp):
         self._answer(ReplAnswered(evaluation))
 
     @on(ReplAnswered)
+    @while_running
     def _repl_answered(self, message: ReplAnswered) -> None:
         if message.evaluation.output:
             self._repl_write(repl_text(message.evaluation))

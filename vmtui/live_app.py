@@ -45,6 +45,7 @@ from vmtui.messages import (
     SaveApplied,
     ShellFailed,
     ShellOpened,
+    while_running,
 )
 from vmtui.nix import NixBuildCancelled
 from vmtui.rebuild import SourceRebuilder
@@ -98,7 +99,7 @@ class LiveApp(App[int]):
     def _show_breakpoints(self) -> None:
         raise NotImplementedError
 
-    # -- answers and the banner -------------------------------------------------
+    # -- worker answers and the error banner ---------------------------------------
 
     def _answer(self, message: Message) -> None:
         """Post a worker's answer to the app (from any thread); dropped once the app is gone."""
@@ -106,9 +107,6 @@ class LiveApp(App[int]):
             self.post_message(message)
         except RuntimeError:
             pass  # the app's loop is closing
-
-
-    # -- error banner -------------------------------------------------------------
 
     def _show_error(self, error: str, *, line: int | None = None, hint: str = "", title: str = "failed") -> None:
         line_text = self.script_view.line_text(line) if line is not None else ""
@@ -122,7 +120,6 @@ class LiveApp(App[int]):
 
     def _hide_error(self) -> None:
         self.query_one(ErrorBanner).hide()
-
 
     # -- live iteration: rerun on save, checkpoints, shells ------------------------
 
@@ -166,6 +163,7 @@ class LiveApp(App[int]):
             self._watcher.start(wait=wait)
 
     @on(FilesSaved)
+    @while_running
     def _on_files_saved(self, message: FilesSaved) -> None:
         saved = saved_files(message.paths, self.config.script_path, self.alt_source_path)
         if saved.script:
@@ -203,7 +201,6 @@ class LiveApp(App[int]):
 
     @work(thread=True, group="rebuild", exit_on_error=False, name="rebuild the source")
     def _rebuild(self, rebuilder: SourceRebuilder, config: TestConfig, logger: Logger, cancel: threading.Event) -> None:
-
         def progress(line: str) -> None:
             # Nix's reader thread: its lines go to the timeline (under the
             # rebuild block) and the newest one to the status line.
@@ -226,11 +223,13 @@ class LiveApp(App[int]):
             self._answer(RebuildFinished(cancel, result))
 
     @on(RebuildProgress)
+    @while_running
     def _rebuild_progress(self, message: RebuildProgress) -> None:
         if message.cancel is self.live.rebuild_cancel and self.rebuilder is not None:
             self.query_one(RunStatus).set_message("rebuilding", f"{self.rebuilder.source.name}: {message.line}")
 
     @on(RebuildFailed)
+    @while_running
     def _rebuild_failed(self, message: RebuildFailed) -> None:
         if not self.live.finish_rebuild(message.cancel):
             return
@@ -240,6 +239,7 @@ class LiveApp(App[int]):
                              hint=f"The VMs and the script are as they were.  Fix {name} and save it again.")
 
     @on(RebuildFinished)
+    @while_running
     def _rebuilt(self, message: RebuildFinished) -> None:
         if not self.live.finish_rebuild(message.cancel) or self.session is None:
             return
@@ -300,6 +300,7 @@ class LiveApp(App[int]):
         self._answer(NodesRestarted(request))
 
     @on(RestartFailed)
+    @while_running
     def _restart_failed(self, message: RestartFailed) -> None:
         self.live.restart_failed(message.request)
         self.query_one(RunStatus).set_message("restart failed", message.request.names)
@@ -307,6 +308,7 @@ class LiveApp(App[int]):
                              hint="The other nodes keep running.  R tries again; or fix the source and save it.")
 
     @on(NodesRestarted)
+    @while_running
     def _nodes_restarted(self, message: NodesRestarted) -> None:
         self.notify(f"restarted {message.request.names}; the others kept running", title="nodes", timeout=5)
         # The restarted nodes lost every effect of the script: run all of it.
@@ -337,6 +339,7 @@ class LiveApp(App[int]):
             self._show_breakpoints()
 
     @on(RerunRequested)
+    @while_running
     def _start_rerun(self, message: RerunRequested) -> None:
         assert self.session is not None
         # The view shows the loaded version before the rerun marks its lines.
@@ -346,6 +349,7 @@ class LiveApp(App[int]):
         self._run_script(message.start, message.until)
 
     @on(SaveApplied)
+    @while_running
     def _show_save_outcome(self, message: SaveApplied) -> None:
         view = save_view(message.outcome)
         if view.syntax_error is not None:
@@ -388,10 +392,12 @@ class LiveApp(App[int]):
             self._answer(CheckpointTaken(checkpoint.name, checkpoint.save_seconds))
 
     @on(CheckpointTaken)
+    @while_running
     def _checkpoint_taken(self, message: CheckpointTaken) -> None:
         self._notify(checkpoint_notice(message.name, message.save_seconds))
 
     @on(CheckpointFailed)
+    @while_running
     def _checkpoint_failed(self, message: CheckpointFailed) -> None:
         self.notify(message.message, title="checkpoint", severity="error", timeout=8)
 
@@ -409,6 +415,7 @@ class LiveApp(App[int]):
         self._answer(Rewound(rerun.rewind(index)))
 
     @on(Rewound)
+    @while_running
     def _rewound(self, message: Rewound) -> None:
         notice = rewind_notice(message.outcome)
         if notice is not None:
@@ -453,10 +460,12 @@ class LiveApp(App[int]):
         self._answer(ShellOpened(pane, shell))
 
     @on(ShellOpened)
+    @while_running
     def _shell_opened(self, message: ShellOpened) -> None:
         message.pane.attach(message.shell, f"/dev/hvc{message.shell.channel}")
 
     @on(ShellFailed)
+    @while_running
     def _shell_failed(self, message: ShellFailed) -> None:
         message.pane.remove()
         self.notify(message.message, title=f"shell on {message.pane.machine}", severity="error", timeout=8)

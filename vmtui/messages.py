@@ -8,10 +8,12 @@ type that says what it carries.
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from textual.message import Message
 
@@ -24,6 +26,23 @@ if TYPE_CHECKING:
     from driver.shell import ShellSession
     from vmtui.session import Session
     from widgets.terminal_view import ShellPane
+
+
+_Answer = TypeVar("_Answer", bound="WorkerAnswer")
+
+
+def while_running(handler: Callable[[Any, _Answer], None]) -> Callable[[Any, _Answer], None]:
+    """Drop an answer that arrives while the app shuts down (its widgets are leaving).
+
+    Use under `@on(...)`: a worker may finish after the user quit.
+    """
+
+    @functools.wraps(handler)
+    def handle(app: Any, message: _Answer) -> None:
+        if app.is_running:
+            handler(app, message)
+
+    return handle
 
 
 class WorkerAnswer(Message):
