@@ -39,7 +39,7 @@ import socket
 import time
 from typing import Callable
 
-from driver.errors import BackdoorTimeout, MachineDied, MachineError
+from driver.errors import BackdoorTimeout, MachineDied, MachineError, ShellRestarted
 from driver.guarded_socket import GuardedSocket
 
 MARKER = b"Spawning backdoor root shell..."
@@ -154,12 +154,6 @@ def command_line(request_id: int, command: str, timeout: float | None) -> bytes:
         f"__vmtui_run {request_id} {format_timeout(timeout)} {shlex.quote(command)}\n"
     ).encode()
 
-
-class ShellRestarted(MachineError):
-    """The marker appeared again while a reply was awaited (the guest rebooted).
-
-    The command's fate is unknown; the next command waits for the new shell.
-    """
 
 
 class Backdoor(GuardedSocket):

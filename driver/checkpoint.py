@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Protocol, Sequence, TypeVar
 
 from driver.backdoor import Backdoor
-from driver.errors import MachineError
+from driver.errors import CheckpointError, MachineError
 from driver.parallel import run_each_or_raise
 from driver.qmp import QMPConnection
 
@@ -59,9 +59,6 @@ VMSTATE_DEVICE = "vmstate"
 # QEMU snapshot tags are prefixed so vmtui never touches a user's own snapshots.
 TAG_PREFIX = "vmtui-"
 
-
-class CheckpointError(MachineError):
-    """A checkpoint cannot be saved or restored; the message says why."""
 
 
 class CheckpointRefused(CheckpointError):

@@ -29,6 +29,25 @@ DEFAULT_MAX_LINES = 100_000
 _READ_SIZE = 65536
 # How often a waiting caller re-checks cancel and the deadline.
 _WAIT_SLICE = 0.1
+# Every search of a text wait covers all the text it consumed (a match may
+# span lines), so searching on every new line costs time quadratic in the
+# output: a flooding console would starve the script.  A wait searches when
+# its text grew by SEARCH_GROWTH since the last search, else at most every
+# SEARCH_INTERVAL seconds: linear-ish work, a match seen at most that late.
+SEARCH_GROWTH = 1.25
+SEARCH_INTERVAL = 0.05
+
+
+def _search(pattern: re.Pattern[str], text: str) -> re.Match[str] | None:
+    """One search of a text wait (a seam for tests that count the work)."""
+    return pattern.search(text)
+
+
+def _search_due(length: int, searched: int, last_search: float) -> bool:
+    """Whether a text wait searches now (see SEARCH_GROWTH)."""
+    if length <= searched:
+        return False
+    return length >= searched * SEARCH_GROWTH or time.monotonic() - last_search >= SEARCH_INTERVAL
 
 
 class ConsoleReader:
@@ -133,35 +152,56 @@ class ConsoleReader:
         pattern = re.compile(regex)
         deadline = None if timeout is None else time.monotonic() + timeout
         consumed: list[str] = []
+        length = 0                # characters consumed (joined by newlines)
+        searched = 0              # `length` at the last search
+        last_search = float("-inf")
+
+        def search() -> str | None:
+            nonlocal searched, last_search
+            searched, last_search = length, time.monotonic()
+            found = _search(pattern, "\n".join(consumed)) or _search(pattern, "".join(consumed))
+            return None if found is None else found.group(0)
 
         def check() -> float:
             """Raise on cancel or timeout; return how long to wait at most."""
             if cancel is not None and cancel.is_set():
                 raise ScriptCancelled(f"{self.machine}: cancelled while waiting for console text")
+            slice_ = _WAIT_SLICE
+            if length > searched:
+                # Text not searched yet: wake up when its search is due.
+                slice_ = max(0.001, min(slice_, last_search + SEARCH_INTERVAL - time.monotonic()))
             if deadline is None:
-                return _WAIT_SLICE
+                return slice_
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise RequestedAssertionFailed(
                     f"{self.machine}: console text matching {regex!r} "
                     f"did not appear within {timeout} seconds"
                 )
-            return min(remaining, _WAIT_SLICE)
+            return min(remaining, slice_)
 
         while True:
-            # Checked here too, not only while idle: a console that never
-            # stops printing must not defeat the timeout.
-            check()
-            with self._changed:
-                while not self._unconsumed and not self._eof:
-                    self._changed.wait(check())
-                fresh = list(self._unconsumed)
-                self._unconsumed.clear()
-                ended = self._eof
-            consumed.extend(line.rstrip() for line in fresh)
-            found = pattern.search("\n".join(consumed)) or pattern.search("".join(consumed))
-            if found is not None:
-                return found.group(0)
+            try:
+                # Checked here too, not only while idle: a console that never
+                # stops printing must not defeat the timeout.
+                check()
+                with self._changed:
+                    while not self._unconsumed and not self._eof and not _search_due(length, searched, last_search):
+                        self._changed.wait(check())
+                    fresh = list(self._unconsumed)
+                    self._unconsumed.clear()
+                    ended = self._eof
+            except RequestedAssertionFailed:
+                # Text consumed but not searched yet still counts.
+                if length > searched and (found := search()) is not None:
+                    return found
+                raise
+            for line in fresh:
+                consumed.append(line.rstrip())
+                length += len(consumed[-1]) + 1
+            if length > searched and (ended or _search_due(length, searched, last_search)):
+                if (found := search()) is not None:
+                    return found
             if ended and not fresh:
                 raise MachineDied(
                     f"{self.machine}: QEMU exited before the console showed text matching {regex!r}"

@@ -12,6 +12,7 @@ and switch, on every path; it is idempotent and safe from any thread.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shlex
@@ -422,9 +423,13 @@ class Driver:
         with self.logger.nested(f"restarting {machine.name}{why}", machine=machine.name):
             machine.release()
             machine.start_command = command
-            for node in self.config.nodes:
-                if node.name == machine.name:
-                    node.start_command = command
+            # Copy on write: a front end's thread may be reading the nodes
+            # (or hold the old list); it sees the old list or the new one,
+            # never a node changing under it.
+            self.config.nodes = [
+                dataclasses.replace(node, start_command=command) if node.name == machine.name else node
+                for node in self.config.nodes
+            ]
             machine.reset_state_dir()
             if start:
                 machine.start()

@@ -36,6 +36,8 @@ import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from driver.errors import EfiStoreError as EfiStoreError
+
 SIZE_2MB_BUILD = 0x20000
 SIZE_4MB_BUILD = 0x84000
 
@@ -180,10 +182,6 @@ _EVENT_LOG_SIZE = 0x1000
 _FTW_WORKING_SIZE = 0x1000
 
 
-class EfiStoreError(ValueError):
-    """The file is not an OVMF variable store this module understands."""
-
-
 def vendor_key(guid: uuid.UUID) -> str:
     """How `read` names a vendor: edk2's name for a known GUID, else the GUID."""
     return EfiGuid.name_of(guid) or str(guid)
@@ -213,7 +211,8 @@ def _align4(offset: int) -> int:
 
 
 def _fv_checksum(header: bytes) -> int:
-    total = sum(struct.unpack(f"<{len(header) // 2}H", header)) & 0xFFFF
+    words: tuple[int, ...] = struct.unpack(f"<{len(header) // 2}H", header)
+    total = sum(words) & 0xFFFF
     return (0x10000 - total) & 0xFFFF
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from driver.errors import EventDecodeError as EventDecodeError
 from driver.events import (
     BlockClosed,
     BlockOpened,
@@ -50,10 +51,6 @@ EVENT_TYPES: dict[str, type] = {
         WaitProgress,
     )
 }
-
-
-class EventDecodeError(ValueError):
-    """A line of events.jsonl that is not an event this vmtui knows."""
 
 
 def encode_event(event: Event, *, console_first: int | None = None) -> dict[str, Any]:

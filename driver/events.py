@@ -107,6 +107,8 @@ class BlockClosed:
     duration: float
     ok: bool = True
     error: str | None = None
+    # The run was stopped inside the block (`error` then reads "cancelled").
+    cancelled: bool = False
     timestamp: float = field(default_factory=_now)
 
 
@@ -139,6 +141,8 @@ class StatementFinished:
     duration: float
     error: str | None = None
     timestamp: float = field(default_factory=_now)
+    # The run was stopped during the statement (`error` then reads "cancelled").
+    cancelled: bool = False
 
 
 @dataclass(frozen=True)

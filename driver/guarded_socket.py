@@ -9,12 +9,12 @@ deadline has not passed, and fails with an error naming the machine.
 
 from __future__ import annotations
 
-import select
 import socket
 import time
 from typing import Callable
 
 from driver.errors import BackdoorTimeout, MachineDied, ScriptCancelled
+from driver.fdwait import wait_readable, wait_writable
 
 # The longest a wait goes without looking at QEMU, the cancel flag and the
 # deadline: how late at most a dead QEMU or a cancel is noticed.  Short, so
@@ -76,8 +76,7 @@ class GuardedSocket:
             slice_ = READ_SLICE
             if deadline is not None:
                 slice_ = max(0.0, min(slice_, deadline - time.monotonic()))
-            readable, _, _ = select.select([self._sock], [], [], slice_)
-            if not readable:
+            if not wait_readable([self._sock], slice_):
                 continue
             try:
                 chunk = self._sock.recv(_CHUNK)
@@ -100,8 +99,7 @@ class GuardedSocket:
                 if len(view) != len(data):
                     self._broken = True
                 raise
-            _, writable, _ = select.select([], [self._sock], [], READ_SLICE)
-            if not writable:
+            if not wait_writable([self._sock], READ_SLICE):
                 continue
             try:
                 sent = self._sock.send(view)

@@ -148,7 +148,7 @@ class Logger:
         try:
             yield
         except ScriptCancelled:
-            self._close(block_id, started, ok=False, error="cancelled")
+            self._close(block_id, started, ok=False, error="cancelled", cancelled=True)
             raise
         except BaseException as exc:
             self._close(block_id, started, ok=False, error=_one_line(exc))
@@ -156,14 +156,15 @@ class Logger:
         else:
             self._close(block_id, started, ok=True, error=None)
 
-    def _close(self, block_id: int, started: float, *, ok: bool, error: str | None) -> None:
+    def _close(self, block_id: int, started: float, *, ok: bool, error: str | None, cancelled: bool = False) -> None:
         stack = self._stack()
         if stack and stack[-1] == block_id:
             stack.pop()
         elif block_id in stack:  # a generator-based block closed out of order
             stack.remove(block_id)
         self.bus.publish(
-            BlockClosed(block_id=block_id, duration=time.monotonic() - started, ok=ok, error=error)
+            BlockClosed(block_id=block_id, duration=time.monotonic() - started, ok=ok, error=error,
+                        cancelled=cancelled)
         )
 
     @contextlib.contextmanager

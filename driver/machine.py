@@ -26,7 +26,6 @@ import base64
 import contextlib
 import os
 import re
-import select
 import shlex
 import shutil
 import signal
@@ -40,15 +39,17 @@ from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator, Protocol
 
 from driver import polling, processes, script_context
-from driver.backdoor import Backdoor, ShellRestarted
+from driver.backdoor import Backdoor
 from driver.console import ConsoleReader
 from driver.duration import Duration, as_seconds, deprecated, format_duration, optional_seconds, renamed_argument
-from driver.errors import BackdoorTimeout, MachineDied, MachineError, RequestedAssertionFailed, ScriptCancelled
+from driver.errors import BackdoorTimeout, MachineDied, MachineError, RequestedAssertionFailed, ScriptCancelled, ShellRestarted
+from driver.fdwait import wait_readable
 from driver.events import EventBus, MachineState, MachineStateChanged, WaitProgress
 from driver.machine_efi import EfiVarsMixin
 from driver.monitor import Monitor, key_name, ppm_to_png
 from driver.patience import Patience
 from driver.qmp import QMPConnection
+from driver.runstate import ATTACHED, MachineRunstate, Runstate
 
 # How long the guest may take from QEMU's start to the backdoor marker.
 # NixOS waits forever; a TCG guest on a loaded machine can be slow, so the
@@ -190,9 +191,9 @@ class Machine(EfiVarsMixin):
 
         self.process: subprocess.Popen[bytes] | None = None
         self.pid: int | None = None
-        self.booted = False
-        self.connected = False
-        self.state = MachineState.CREATED
+        # The lifecycle, changed only through its checked moves (driver/runstate.py).
+        self.runstate = MachineRunstate(name)
+        self.state = MachineState.CREATED   # the last state published
         self.monitor: Monitor | None = None
         self.shell: socket.socket | None = None
         self.backdoor: Backdoor | None = None
@@ -204,9 +205,6 @@ class Machine(EfiVarsMixin):
 
         self._command_lock = threading.RLock()
         self._lifecycle_lock = threading.RLock()
-        # Set while a shutdown/crash/release is under way, so the exit that
-        # follows is not reported as unexpected.
-        self._stopping = False
 
         self.reset_state_dir()
         self.shared_dir.mkdir(parents=True, exist_ok=True)
@@ -231,6 +229,14 @@ class Machine(EfiVarsMixin):
     @keep_vm_state.setter
     def keep_vm_state(self, value: bool) -> None:
         self.keep_machine_state = value
+
+    @property
+    def booted(self) -> bool:
+        return self.runstate.state.booted
+
+    @property
+    def connected(self) -> bool:
+        return self.runstate.state.connected
 
     @property
     def full_console_log(self) -> list[str]:
@@ -379,8 +385,7 @@ class Machine(EfiVarsMixin):
 
     def _accept(self, listener: socket.socket, what: str, deadline: float) -> socket.socket:
         while True:
-            readable, _, _ = select.select([listener], [], [], 0.1)
-            if readable:
+            if wait_readable([listener], 0.1):
                 connection, _ = listener.accept()
                 return connection
             reason = self.is_dead()
@@ -418,6 +423,7 @@ class Machine(EfiVarsMixin):
         monitor_listener = self._listen(self._socket_path("monitor"))
         shell_listener = self._listen(self._socket_path("shell"))
         argv = self._start_argv(allow_reboot)
+        self.runstate.move(Runstate.STARTING)
         try:
             try:
                 self.process = processes.spawn(
@@ -431,7 +437,6 @@ class Machine(EfiVarsMixin):
                 )
             except OSError as error:
                 raise MachineError(f"{self.name}: cannot run the start command {self.start_command!r}: {error}") from error
-            self._stopping = False
             process = self.process
             # Helpers the start script left behind (virtiofsd) end with QEMU.
             processes.end_group_with_leader(process)
@@ -470,19 +475,20 @@ class Machine(EfiVarsMixin):
                 is_dead=self.is_dead,
             )
             self.monitor.wait_for_prompt(max(1.0, deadline - time.monotonic()))
+            if not self.runstate.move(Runstate.BOOTED, only_from=[Runstate.STARTING]):
+                raise MachineDied(f"{self.name}: {self.is_dead() or 'QEMU stopped'} while starting")
         except BaseException:
             self._abort_start()
             raise
         finally:
             monitor_listener.close()
             shell_listener.close()
-        self.booted = True
         self.log(f"QEMU running (pid {self.pid})")
         self._publish(MachineState.BOOTING, detail="waiting for the backdoor")
 
     def _abort_start(self) -> None:
         if self.process is not None:
-            self._stopping = True
+            self.runstate.move(Runstate.STOPPING)
             processes.registry.terminate(self.process, grace=2.0)
         self._teardown()
 
@@ -496,9 +502,9 @@ class Machine(EfiVarsMixin):
         if process is not self.process:
             return
         reason = describe_exit(returncode)
-        if not self._stopping:
+        if self.runstate.state is not Runstate.STOPPING:
             self.logger.warning(f"{reason}{self._console_tail(5)}", machine=self.name)
-        self.connected = False
+        self.runstate.move(Runstate.DIED, only_from=[Runstate.STARTING, Runstate.BOOTED, Runstate.CONNECTED])
         self._publish(MachineState.EXITED, exit_code=returncode, detail=reason)
 
     def _teardown(self) -> None:
@@ -529,8 +535,7 @@ class Machine(EfiVarsMixin):
                 if stream is not None:
                     with contextlib.suppress(OSError):
                         stream.close()
-        self.booted = False
-        self.connected = False
+        self.runstate.move(Runstate.STOPPED)
         self.pid = None
 
     def connect(self) -> None:
@@ -564,7 +569,9 @@ class Machine(EfiVarsMixin):
                 except MachineDied as error:
                     self._settle_exit()
                     raise MachineDied(f"{error}{self._console_tail()}") from None
-                self.connected = True
+                if not self.runstate.move(Runstate.CONNECTED, only_from=[Runstate.BOOTED]):
+                    self._settle_exit()
+                    raise MachineDied(f"{self.name}: {self.is_dead() or 'the machine stopped'} while connecting")
                 self.log("connected to guest root shell")
                 self.log(f"(connecting took {time.monotonic() - started:.2f} seconds)")
         self._publish(MachineState.CONNECTED)
@@ -576,11 +583,13 @@ class Machine(EfiVarsMixin):
             self.console.join(2.0)
 
     def _require_backdoor(self) -> Backdoor:
+        self.runstate.require(*ATTACHED)
         if self.backdoor is None:
             raise MachineError(f"{self.name}: the machine is not running")
         return self.backdoor
 
     def _require_monitor(self) -> Monitor:
+        self.runstate.require(*ATTACHED)
         if self.monitor is None:
             raise MachineError(f"{self.name}: the machine is not running")
         return self.monitor
@@ -618,7 +627,7 @@ class Machine(EfiVarsMixin):
         """Power the guest off through its root shell and wait for QEMU to exit."""
         if not self.booted:
             return
-        self._stopping = True
+        self.runstate.move(Runstate.STOPPING)
         self._publish(MachineState.SHUTTING_DOWN, detail="poweroff")
         backdoor = self._require_backdoor()
         with self._locked_channel():
@@ -631,7 +640,7 @@ class Machine(EfiVarsMixin):
         if not self.booted:
             return
         with self.nested("simulate forced crash"):
-            self._stopping = True
+            self.runstate.move(Runstate.STOPPING)
             self._publish(MachineState.SHUTTING_DOWN, detail="crash")
             with contextlib.suppress(MachineDied):
                 self._require_monitor().send("quit")
@@ -650,7 +659,7 @@ class Machine(EfiVarsMixin):
             self._forget_shell("rebooting")
 
     def _forget_shell(self, detail: str) -> None:
-        self.connected = False
+        self.runstate.move(Runstate.BOOTED, only_from=[Runstate.CONNECTED])
         if self.backdoor is not None:
             self.backdoor.forget_connection()
         self._publish(MachineState.BOOTING, detail=detail)
@@ -660,7 +669,7 @@ class Machine(EfiVarsMixin):
         with self._lifecycle_lock:
             if self.process is None:
                 return
-            self._stopping = True
+            self.runstate.move(Runstate.STOPPING)
             if self.process.poll() is None:
                 self._publish(MachineState.SHUTTING_DOWN, detail="releasing")
             self._teardown()
@@ -713,7 +722,7 @@ class Machine(EfiVarsMixin):
                     # The marker came again: the guest rebooted under us.
                     # The backdoor remembers that it saw it; connect() goes on
                     # from there.
-                    self.connected = False
+                    self.runstate.move(Runstate.BOOTED, only_from=[Runstate.CONNECTED])
                     self._publish(MachineState.BOOTING, detail="the guest rebooted")
 
     def _kill_guest_command(self, request_id: int) -> None:
@@ -810,7 +819,7 @@ class Machine(EfiVarsMixin):
             self.bus.publish(WaitProgress(self.name, what, elapsed, timeout, attempts))
             if last_try:
                 raise RequestedAssertionFailed(
-                    f"{self.name}: {what}: action timed out after {elapsed:.2f} seconds (timeout={format_duration(timeout)})"
+                    f"{self.name}: {what}: action timed out after {elapsed:.2f} seconds (timeout={format_duration(timeout or 0)})"
                 )
             interval = min(max(POLL_MIN, elapsed * POLL_FRACTION), POLL_MAX)
             if patience is not None and patience.attempts >= patience.timeout:
@@ -998,6 +1007,7 @@ class Machine(EfiVarsMixin):
 
     def send_console(self, chars: str) -> None:
         """Type `chars` on the guest's serial console (QEMU's stdin)."""
+        self.runstate.require(*ATTACHED)
         process = self.process
         if process is None or process.stdin is None or process.poll() is not None:
             raise MachineError(f"{self.name}: the machine is not running")

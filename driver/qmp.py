@@ -147,11 +147,14 @@ class QMPConnection:
         """
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
+            # The filter is the caller's code and may itself talk QMP: it runs
+            # without the lock, which the event pump on the loop thread needs.
+            while (event := self._next_event()) is not None:
+                if event_filter(event):
+                    return event
             with self._events_changed:
-                while self._events:
-                    event = self._events.popleft()
-                    if event_filter(event):
-                        return event
+                if self._events:
+                    continue
                 if cancel is not None and cancel.is_set():
                     raise ScriptCancelled(f"{self.machine}: cancelled while waiting for a QMP event")
                 reason = is_dead()
@@ -166,6 +169,10 @@ class QMPConnection:
                         )
                     slice_ = min(slice_, remaining)
                 self._events_changed.wait(slice_)
+
+    def _next_event(self) -> dict[str, Any] | None:
+        with self._events_changed:
+            return self._events.popleft() if self._events else None
 
     def pending_events(self) -> list[dict[str, Any]]:
         """Queued events not consumed yet (a snapshot)."""

@@ -30,7 +30,7 @@ import types
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
-from driver.errors import ConfigError, MachineError, ScriptCancelled, TestScriptError
+from driver.errors import MachineError, ScriptCancelled, ScriptSyntaxError, TestScriptError
 from driver.events import (
     EventBus,
     ScriptFinished,
@@ -68,16 +68,6 @@ class RunResult:
     unknown_node: str | None = None
 
 
-class ScriptSyntaxError(ConfigError):
-    """The script does not compile; raised by `load()` before anything runs."""
-
-    def __init__(self, filename: str, line: int | None, msg: str) -> None:
-        self.filename = filename
-        self.line = line
-        self.msg = msg
-        where = f"{filename}:{line}" if line is not None else filename
-        super().__init__(f"{where}: syntax error: {msg}")
-
 
 class ScriptHost(Protocol):
     """What the runner needs from the Driver (a fake in unit tests)."""
@@ -104,7 +94,8 @@ MACHINE_METHODS = frozenset(
     screenshot get_screen_text get_screen_text_variants wait_for_text get_tty_text
     wait_until_tty_matches dump_tty_contents wait_for_x get_window_names
     wait_for_window forward_port block unblock wait_for_qmp_event copy_from_host
-    copy_from_host_via_shell copy_from_machine copy_from_vm
+    copy_from_host_via_shell copy_from_machine copy_from_vm log nested ssh_backdoor_command
+    wait_for_job create_efi_vars write_efi_vars read_efi_vars dump_efi_vars
     """.split()
 )
 
@@ -318,7 +309,7 @@ class ScriptRunner:
         self.bus.publish(StatementStarted(run_id=run_id, line=statement.line, end_line=statement.end_line))
         started = time.monotonic()
 
-        def finished(ok: bool, error: str | None = None) -> None:
+        def finished(ok: bool, error: str | None = None, *, cancelled: bool = False) -> None:
             self.bus.publish(
                 StatementFinished(
                     run_id=run_id,
@@ -327,6 +318,7 @@ class ScriptRunner:
                     ok=ok,
                     duration=time.monotonic() - started,
                     error=error,
+                    cancelled=cancelled,
                 )
             )
 
@@ -335,7 +327,7 @@ class ScriptRunner:
                 self.stepper.statement_started(statement)
             exec(code, namespace)
         except ScriptCancelled:
-            finished(False, "cancelled")
+            finished(False, "cancelled", cancelled=True)
             return RunResult(ok=False, cancelled=True)
         except SystemExit as exc:
             if exc.code in (None, 0):
@@ -346,7 +338,7 @@ class ScriptRunner:
             return self._failed(exc, finished)
         except BaseException as exc:  # noqa: BLE001 - any failure of the script is reported
             if isinstance(exc, KeyboardInterrupt):
-                finished(False, "cancelled")
+                finished(False, "cancelled", cancelled=True)
                 return RunResult(ok=False, cancelled=True)
             return self._failed(exc, finished)
         finished(True)
@@ -393,8 +385,8 @@ class ScriptRunner:
     def _unknown_node(self, exc: BaseException, error_line: int | None) -> str | None:
         if not isinstance(exc, NameError) or type(exc) is not NameError:
             return None
-        name = getattr(exc, "name", None)
-        if not name:
+        name = exc.name
+        if not isinstance(name, str) or not name:
             return None
         line = linecache.getline(self.code_filename, error_line or 0)
         used_as_node = any(f"{name}.{method}" in line for method in MACHINE_METHODS)
@@ -418,9 +410,13 @@ class ScriptRunner:
             if not self._running:
                 return
             self._cancelled = True
-        self.driver.cancel_event.set()
-        if self.stepper is not None:
-            self.stepper.stop()
+            # Under the lock: the run's end clears the event under it too, so
+            # a cancel racing with the end can never leave the event set for
+            # the REPL and checkpoints after the run (they would fail as
+            # "cancelled").
+            self.driver.cancel_event.set()
+            if self.stepper is not None:
+                self.stepper.stop()
 
     # -- namespace and position -------------------------------------------------
 

@@ -36,16 +36,16 @@ import base64
 import contextlib
 import os
 import queue
-import select
 import shlex
 import socket
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Protocol, Sequence
+from typing import Callable, Protocol, Sequence, cast
 
 from driver.backdoor import Backdoor
-from driver.errors import MachineError, ScriptCancelled
+from driver.errors import MachineError, ScriptCancelled, ShellError
+from driver.fdwait import wait_ready
 from driver.machine import SPARE_CHANNELS
 
 TERM = "xterm-256color"
@@ -80,9 +80,6 @@ class ShellMachine(Protocol):
 
     def exclusive_channel(self) -> contextlib.AbstractContextManager[None]: ...
 
-
-class ShellError(MachineError):
-    """A shell could not be opened; the message says why."""
 
 
 def host_terminfo(term: str = TERM) -> bytes | None:
@@ -259,7 +256,7 @@ class ShellSession:
             while not self._closing.is_set():
                 with self._out_lock:
                     pending = bool(self._out)
-                readable, writable, _ = select.select([sock, self._wake_r], [sock] if pending else [], [], 1.0)
+                readable, writable = wait_ready([sock, self._wake_r], [sock] if pending else [], 1.0)
                 if self._wake_r in readable:
                     os.read(self._wake_r, 4096)
                 if sock in readable:
@@ -322,7 +319,7 @@ class ShellSession:
                     if kind2 == "stop":
                         return
                     value = value2
-                columns, lines = value  # type: ignore[misc]
+                columns, lines = cast(tuple[int, int], value)
                 # Through the control console: it is never busy.  The
                 # backdoor (which may wait behind a long script command)
                 # only when there is no control console.

@@ -253,23 +253,27 @@ class Stepper(bdb.Bdb):
     # -- inspection (any thread) ----------------------------------------------------
 
     def evaluate(self, source: str) -> str:
-        """Run `source` in the paused frame; returns its output as text.
+        """Run `source` in the paused frame; returns its output as text (see `run_repl`)."""
+        return self.run_repl(source).output
+
+    def run_repl(self, source: str) -> Evaluation:
+        """Run `source` in the paused frame.
 
         Expressions give their repr, statements their printed output;
-        exceptions come back as text and never end the run.  When no run is
-        active, the namespace of the last run is used.
+        exceptions come back as text (`failed`) and never end the run.  When
+        no run is active, the namespace of the last run is used.
         """
         request = _Request("evaluate", source=source)
         answer = self._ask(request)
-        if answer is not None:
-            return str(answer)
+        if isinstance(answer, Evaluation):
+            return answer
         with self._lock:
             running = self._run is not None
             namespace = self._idle_namespace
         if running:
-            return "the script is running: pause it to evaluate code"
+            return Evaluation("the script is running: pause it to evaluate code")
         if namespace is None:
-            return "no script namespace yet: run the script first"
+            return Evaluation("no script namespace yet: run the script first")
         # As during a run, `import test_driver` gives vmtui's modules.
         with script_modules():
             return _evaluate(source, namespace, namespace)
@@ -624,14 +628,26 @@ def _line_map(lines: list[str]) -> _LineMap:
     return _LineMap(logical=mapping, with_bodies=with_bodies)
 
 
-def _evaluate(source: str, globals_: dict[str, Any], locals_: Any) -> str:
+@dataclass(frozen=True)
+class Evaluation:
+    """What a REPL line gave, structured so nobody parses text to learn it."""
+
+    output: str                       # prints, then the value's repr or the error, as the user reads them
+    failed: bool = False              # it raised, or did not compile
+    string_value: str | None = None   # the expression's value when it is a str
+
+
+def _evaluate(source: str, globals_: dict[str, Any], locals_: Any) -> Evaluation:
     """Run code typed by the user; everything it prints or raises is text."""
     output = io.StringIO()
     try:
         tree = ast.parse(source, REPL_FILENAME, "exec")
     except SyntaxError as exc:
-        return "".join(traceback.format_exception_only(type(exc), exc)).rstrip("\n")
+        return Evaluation("".join(traceback.format_exception_only(type(exc), exc)).rstrip("\n"), failed=True)
     last_expression = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+    assert last_expression is None or isinstance(last_expression, ast.Expr)
+    failed = False
+    string_value: str | None = None
     with contextlib.redirect_stdout(output):
         try:
             if tree.body:
@@ -641,11 +657,14 @@ def _evaluate(source: str, globals_: dict[str, Any], locals_: Any) -> str:
                 value = eval(compile(expression, REPL_FILENAME, "eval"), globals_, locals_)
                 if value is not None:
                     print(repr(value))
+                if isinstance(value, str):
+                    string_value = value
         except ScriptCancelled:
             print("cancelled")
         except BaseException as exc:  # noqa: BLE001 - user code: report, never raise
+            failed = True
             print(_format_user_exception(exc), end="")
-    return output.getvalue().rstrip("\n")
+    return Evaluation(output.getvalue().rstrip("\n"), failed, string_value)
 
 
 def _format_user_exception(exc: BaseException) -> str:

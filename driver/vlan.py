@@ -7,13 +7,13 @@ script; the switch runs in hub mode so 802.1Q-tagged frames pass too.
 from __future__ import annotations
 
 import os
-import select
 import subprocess
 import time
 from pathlib import Path
 
 from driver import processes
 from driver.errors import MachineError
+from driver.fdwait import wait_readable
 
 STARTUP_TIMEOUT = 5.0
 
@@ -79,8 +79,7 @@ class VLan:
                 raise MachineError(
                     f"vde_switch for vlan {self.nr} did not answer within {STARTUP_TIMEOUT:.0f} seconds"
                 )
-            readable, _, _ = select.select([fd], [], [], min(remaining, 0.1))
-            if not readable:
+            if not wait_readable([fd], min(remaining, 0.1)):
                 continue
             chunk = os.read(fd, 4096)
             if not chunk:

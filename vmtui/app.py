@@ -8,35 +8,35 @@ line, reading variables) runs in a thread worker, so the UI never waits.
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import gc
 import os
-import re
 import signal
 import sys
 import threading
 import time
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterable
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable
 
 from rich.text import Text
 from textual import events, on, work
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import ContentSwitcher, Footer, RichLog, Static
+from textual.widgets import ContentSwitcher, Footer, RichLog
 from textual.worker import Worker, WorkerState
 
 from driver.config import TestConfig
 from driver.errors import ConfigError
+from driver.record import RunRecord
 from driver.events import (
     BlockClosed,
     BlockOpened,
     DebuggerPaused,
     DebuggerResumed,
+    Event,
     EventBus,
     LogMessage,
     MachineStateChanged,
@@ -46,21 +46,27 @@ from driver.events import (
     StatementStarted,
     WaitProgress,
 )
+from driver.stepper import Evaluation
 from vmtui.bridge import Batch, EventBridge, EventsPending
 from vmtui.keymap import default_keymap_path, load_keymap
-from vmtui.nix import NixBuildCancelled
-from vmtui.rebuild import RebuildResult, SourceRebuilder
-from vmtui.rerun import RerunController, RerunMode, SaveOutcome
+from vmtui.live_app import LiveApp
+from vmtui.messages import ReplAnswered, SessionFailed, SessionOpened, VariablesRead, while_running
 from vmtui.screens.help import HelpScreen, bindings_of
 from vmtui.state_files import BreakpointStore, repl_history_path
-from vmtui.watch import FileWatcher
 from widgets.console_pane import ConsolePane
 from widgets.console_view import ConsoleView
 from widgets.debugger import BreakpointsView, ReplInput, StackView, VariablesView
-from widgets.run_status import RunStatus, error_summary
+from widgets.error_banner import ErrorBanner
+from widgets.run_status import RunStatus
 from widgets.script_view import PausedKind, ScriptView
-from widgets.terminal_view import ShellPane, TerminalView
+from widgets.terminal_view import TerminalView
+from widgets.textual_hooks import keymap_of
 from widgets.timeline import Timeline
+
+if TYPE_CHECKING:
+    from driver.stepper import Stepper
+    from vmtui.options import RunOptions
+    from vmtui.session import Session
 
 # Driver events are drawn at most FRAME_RATE times a second: a flooding
 # guest costs one repaint per frame, however many lines it writes.  While
@@ -72,7 +78,7 @@ FLOOD_LINES_PER_FRAME = 400
 
 # Builds the Session for a config; None shows driver events only (tests,
 # screenshots), with no machines behind them.
-SessionFactory = Callable[[TestConfig], Any]
+SessionFactory = Callable[[TestConfig], "Session"]
 
 
 def _language_of(path: Path) -> str:
@@ -89,7 +95,7 @@ class ReplPane(Vertical):
 _INSPECTOR_PANES = frozenset({"variables", "stack", "breakpoints"})
 
 
-class VmtuiApp(App[int]):
+class VmtuiApp(LiveApp):
     """See the module docstring.  `session_factory(config)` builds the Session."""
 
     CSS_PATH = "app.tcss"
@@ -97,8 +103,8 @@ class VmtuiApp(App[int]):
 
     # Layout classes on the screen (app.tcss): narrow terminals hide the
     # inspector column, short ones shrink the timeline/REPL row.
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (120, "-wide")]
-    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (32, "-tall")]
+    HORIZONTAL_BREAKPOINTS: list[tuple[int, str]] | None = [(0, "-narrow"), (120, "-wide")]
+    VERTICAL_BREAKPOINTS: list[tuple[int, str]] | None = [(0, "-short"), (32, "-tall")]
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("c,f5", "continue", "Continue", id="vmtui.continue", tooltip="Continue, or start a run of the script"),
@@ -146,7 +152,7 @@ class VmtuiApp(App[int]):
         super().__init__()
         self.config = config
         self.session_factory = session_factory
-        self.session: Any = None
+        self.session: Session | None = None
         self.autostart = autostart
         self.clock = clock
         # True when this app is the vmtui process itself (run_tui): it then
@@ -159,31 +165,19 @@ class VmtuiApp(App[int]):
         self._last_flush = 0.0
         self._frame_interval = 1.0 / FRAME_RATE
         self._flush_pending = False
-        self._restart_when_idle = False
-        self._run_requested = False
-        # Run to this line once the run that was just started first stops
-        # (the stepper can only aim at a line while a run exists).
-        self._run_to_after_start: int | None = None
+        # Variables reads asked for / the newest one shown (see _variables_read).
+        self._variables_asked = 0
+        self._variables_shown = 0
         self._unsubscribe: Callable[[], None] | None = None
-        # Live iteration (saves rerun the script; checkpoints; shells), once a session exists.
-        self.rerun: RerunController | None = None
-        self._watcher: FileWatcher | None = None
-        self._unsubscribe_rerun: Callable[[], None] | None = None
         if keymap:
             self.set_keymap(keymap)
         self.script_source = self._read(config.script_path)
         source = config.source_path
         self.alt_source_path = source if source is not None and source != config.script_path and source.is_file() else None
-        # Saves of the .nix/.toml source: rebuild, swap the script, restart changed nodes.
-        self.rebuilder = SourceRebuilder.for_config(config, attr=nix_attr) if self.alt_source_path else None
-        self._rebuild_cancel: threading.Event | None = None
-        # From the last rebuild: nodes to restart (name -> new start command)
-        # and the script to swap in with them.
-        self.pending_restart: dict[str, str] = {}
-        self._pending_script: Path | None = None
-        self._watch_lock = threading.Lock()
+        # Live iteration (saves rerun the script; checkpoints; shells), once a session exists.
+        self._init_live(config, nix_attr)
         # This session's run record (driver/record.py), when run_tui made one.
-        self.run_record: Any = None
+        self.run_record: RunRecord | None = None
 
     @staticmethod
     def _read(path: Path) -> str:
@@ -212,7 +206,7 @@ class VmtuiApp(App[int]):
                         yield VariablesView(id="variables")
                         yield StackView(id="stack")
                         yield BreakpointsView(id="breakpoints")
-                yield Static(id="error-banner")
+                yield ErrorBanner(id="error-banner")
                 with Horizontal(id="bottom-row"):
                     yield Timeline(id="timeline")
                     with ReplPane(id="repl-pane"):
@@ -259,10 +253,7 @@ class VmtuiApp(App[int]):
         # The session may outlive the app (tests share booted machines).
         if self._unsubscribe is not None:
             self._unsubscribe()
-        if self._watcher is not None:
-            self._watcher.stop()
-        if self._unsubscribe_rerun is not None:
-            self._unsubscribe_rerun()
+        self._stop_live()
 
     def _title_panes(self) -> None:
         script = self.config.script_path.name
@@ -273,10 +264,6 @@ class VmtuiApp(App[int]):
         self.query_one("#breakpoints").border_title = "Breakpoints"
         self.query_one("#timeline").border_title = "Timeline"
         self.query_one("#repl-pane").border_title = "REPL"
-
-    @property
-    def script_view(self) -> ScriptView:
-        return self.query_one("#script", ScriptView)
 
     @property
     def panes(self) -> list[ConsolePane]:
@@ -295,32 +282,41 @@ class VmtuiApp(App[int]):
 
     # -- the session ------------------------------------------------------------
 
-    @work(thread=True, group="session", exit_on_error=False, name="open session")
     def _open_session(self) -> None:
-        status = self.query_one(RunStatus)
-        self.call_from_thread(status.set_message, "starting", "creating the machines")
+        self.query_one(RunStatus).set_message("starting", "creating the machines")
+        self._create_session()
+
+    @work(thread=True, group="session", exit_on_error=False, name="open session")
+    def _create_session(self) -> None:
         assert self.session_factory is not None
         try:
             session = self.session_factory(self.config)
         except ConfigError as exc:
-            self.call_from_thread(self._fatal, str(exc))
+            self._answer(SessionFailed(str(exc)))
             return
         self._unsubscribe = session.bus.subscribe(self.bus_bridge)
         try:
             session.load()
         except ConfigError as exc:
-            self.call_from_thread(self._attach_session, session, str(exc))
+            self._answer(SessionOpened(session, str(exc)))
         else:
-            self.call_from_thread(self._attach_session, session, None)
+            self._answer(SessionOpened(session, None))
 
-    def _attach_session(self, session: Any, load_error: str | None) -> None:
+    @on(SessionOpened)
+    @while_running
+    def _attach_session(self, message: SessionOpened) -> None:
         # Set on the UI thread, and only once the script is loaded (or known
         # not to compile), so no key can reach a half-made session.
-        self.session = session
-        if load_error is not None:
-            self._show_load_error(load_error)
+        self.session = message.session
+        if message.load_error is not None:
+            self._show_load_error(message.load_error)
             return
         self._session_ready()
+
+    @on(SessionFailed)
+    @while_running
+    def _session_failed(self, message: SessionFailed) -> None:
+        self._fatal(message.message)
 
     def _fatal(self, message: str) -> None:
         self.query_one(RunStatus).set_message("error", message)
@@ -332,6 +328,7 @@ class VmtuiApp(App[int]):
 
     def _session_ready(self) -> None:
         """The script is loaded: saved breakpoints go to the stepper, the run may start."""
+        assert self.session is not None
         self._start_live()
         stepper = self.session.stepper
         for line in self.breakpoint_store.load(self.config.script_path):
@@ -339,7 +336,7 @@ class VmtuiApp(App[int]):
         self._show_breakpoints()
         self._hide_error()
         self.query_one(RunStatus).set_message("ready", "c: run   n: step")
-        if self.autostart or self._run_requested:
+        if self.autostart or self.live.run_requested:
             self._start_run(stop_at_start=False)
 
     @property
@@ -349,362 +346,19 @@ class VmtuiApp(App[int]):
     def _start_run(self, *, stop_at_start: bool, run_to_line: int | None = None) -> None:
         session = self.session
         if session is None:
-            self._run_requested = True
+            self.live.run_requested = True
             return
         if session.is_running:
             return
         session.stepper.stop_at_start = stop_at_start or run_to_line is not None
-        self._run_to_after_start = run_to_line
+        self.live.run_started(run_to_line)
         self._run_script()
 
     @work(thread=True, group="script", exit_on_error=False, name="script")
     def _run_script(self, start: int = 0, until: int | None = None) -> bool:
+        assert self.session is not None
         result = self.session.run(start, until)
         return bool(result.ok)
-
-    # -- live iteration: rerun on save, checkpoints, shells ------------------------
-
-    def _start_live(self) -> None:
-        """Saves of the script rerun it against the running VMs (see vmtui/rerun.py)."""
-        session = self.session
-        if self.rerun is not None or getattr(session, "checkpoints", None) is None:
-            return
-        self.rerun = RerunController(
-            session.runner,
-            self.config.script_path,
-            start_run=lambda start, stop: self.call_from_thread(self._start_rerun, start, stop),
-            cancel_event=session.driver.cancel_event,
-            checkpoints=session.checkpoints,
-            all_nodes_up=lambda: bool(session.driver.machines) and all(m.is_up() for m in session.driver.machines),
-            log=session.driver.logger.info,
-        )
-        # Before the first run starts: the tracker and the boot checkpoint see it.
-        self._unsubscribe_rerun = session.bus.subscribe(self.rerun.on_event)
-        self._watch_files(wait=False)
-
-    def _watch_files(self, *, wait: bool = True) -> None:
-        """Watch the script and the source; again after the script moved (blocks briefly)."""
-        watched = {self.config.script_path}
-        if self.alt_source_path is not None:
-            watched.add(self.alt_source_path)
-        with self._watch_lock:
-            if self._watcher is not None:
-                if self._watcher.paths == frozenset(p.resolve() for p in watched):
-                    return
-                self._watcher.stop()
-            self._watcher = FileWatcher(watched, self._files_saved)
-            self._watcher.start(wait=wait)
-
-    def _files_saved(self, paths: set[Path]) -> None:
-        """Watcher thread: a watched file was saved."""
-        try:
-            self.call_from_thread(self._on_files_saved, paths)
-        except RuntimeError:
-            pass  # the app is closing
-
-    def _on_files_saved(self, paths: set[Path]) -> None:
-        if self.config.script_path.resolve() in paths:
-            self._apply_save()
-        if self.alt_source_path is not None and self.alt_source_path.resolve() in paths:
-            self.start_rebuild()
-
-    # -- live iteration: the .nix/.toml source -----------------------------------------
-
-    def start_rebuild(self) -> None:
-        """The source was saved: resolve it again (Nix builds) in a worker.
-
-        A rebuild still under way is stale now: it is cancelled (Nix is
-        killed) and its result, should it arrive, is dropped.
-        """
-        if self.rebuilder is None or self.session is None or self.rerun is None:
-            self.notify("the source changed before the session was ready: restart vmtui to apply it",
-                        title="source saved", severity="warning", timeout=6)
-            return
-        if self._rebuild_cancel is not None:
-            self._rebuild_cancel.set()
-        cancel = threading.Event()
-        self._rebuild_cancel = cancel
-        self._load_alt_source()
-        self.query_one(RunStatus).set_message("rebuilding", self.rebuilder.source.name)
-        self._rebuild(cancel)
-
-    @property
-    def rebuilding(self) -> bool:
-        return self._rebuild_cancel is not None
-
-    def _load_alt_source(self) -> None:
-        if self.alt_source_path is None:
-            return
-        try:
-            text = self.alt_source_path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            return
-        self.query_one("#alt-source", ScriptView).load(text)
-
-    @work(thread=True, group="rebuild", exit_on_error=False, name="rebuild the source")
-    def _rebuild(self, cancel: threading.Event) -> None:
-        assert self.rebuilder is not None
-        session = self.session
-        logger = session.driver.logger
-        name = self.rebuilder.source.name
-        status = self.query_one(RunStatus)
-
-        def progress(line: str) -> None:
-            # Nix's reader thread: its lines go to the timeline (under the
-            # rebuild block) and the newest one to the status line.
-            if cancel.is_set() or not line.strip():
-                return
-            logger.info(line)
-            try:
-                self.call_from_thread(status.set_message, "rebuilding", f"{name}: {line.strip()}")
-            except RuntimeError:
-                pass  # the app is closing
-
-        try:
-            with logger.nested(f"rebuilding {name}"):
-                result = self.rebuilder.rebuild(session.config, on_progress=progress, cancel=cancel)
-        except NixBuildCancelled:
-            return  # a newer save took over
-        except Exception as error:  # noqa: BLE001 - ConfigError/NixError above all; the VMs stay up regardless
-            message = str(error) if isinstance(error, ConfigError) else f"{type(error).__name__}: {error}"
-            if not cancel.is_set():
-                self.call_from_thread(self._rebuild_failed, cancel, message)
-            return
-        if not cancel.is_set():
-            self.call_from_thread(self._rebuilt, cancel, result)
-
-    def _rebuild_failed(self, cancel: threading.Event, message: str) -> None:
-        if cancel is not self._rebuild_cancel:
-            return
-        self._rebuild_cancel = None
-        name = self.alt_source_path.name if self.alt_source_path else "the source"
-        self.query_one(RunStatus).set_message("rebuild failed", f"{name}: the VMs keep running")
-        self._show_paragraph(message, title="rebuild failed",
-                             hint=f"The VMs and the script are as they were.  Fix {name} and save it again.")
-
-    def _rebuilt(self, cancel: threading.Event, result: RebuildResult) -> None:
-        """UI thread: apply what a rebuild changed, or say what cannot be applied."""
-        if cancel is not self._rebuild_cancel:
-            return
-        self._rebuild_cancel = None
-        self._hide_error()
-        new_config = result.new_config
-        logger = self.session.driver.logger
-        if result.needs_new_session:
-            message = "; ".join(result.needs_new_session) + ": quit and open the test again to apply this"
-            logger.warning(message)
-            self.notify(message, title="rebuilt", severity="warning", timeout=10)
-        script_path = new_config.script_path if result.script_moved else None
-        if result.restartable:
-            self.pending_restart = dict(result.restartable)
-            self._pending_script = new_config.script_path if result.change.script_changed else None
-            nodes = ", ".join(sorted(self.pending_restart))
-            key = self._key_for("vmtui.restart_changed_nodes", "R")
-            then = "and run the new script" if self._pending_script else "and rerun"
-            message = f"must restart to apply the new configuration: {nodes}.  Press {key} to restart only them {then}."
-            logger.warning(message)
-            self.query_one(RunStatus).set_message("nodes changed", f"{nodes}: {key} restarts them")
-            self.notify(message, title="rebuilt", severity="warning", timeout=30)
-            if result.script_moved and not result.change.script_changed:
-                self._swap_script(new_config.script_path, run=False)
-            return
-        self.pending_restart = {}
-        self._pending_script = None
-        if result.change.script_changed:
-            self.notify("only the test script changed: it reruns on the running VMs", title="rebuilt", timeout=5)
-            self._swap_script(new_config.script_path, run=True)
-        elif script_path is not None:
-            self._swap_script(script_path, run=False)  # same text, another file: follow it quietly
-        elif not result.needs_new_session:
-            self.query_one(RunStatus).set_message("rebuilt", "nothing that runs changed")
-            self.notify("nothing that runs changed", title="rebuilt", timeout=4)
-
-    def _key_for(self, binding_id: str, default: str) -> str:
-        return self._keymap.get(binding_id, default).split(",")[0]
-
-    def _adopt_script_path(self, path: Path) -> None:
-        """Every holder of the config learns where the script lives now."""
-        configs = {id(c): c for c in (self.config, getattr(self.session, "config", None),
-                                       getattr(getattr(self.session, "driver", None), "config", None)) if c is not None}
-        for config in configs.values():
-            config.script_path = path
-        if self.rerun is not None:
-            self.rerun.script_path = path
-
-    @work(thread=True, group="live", exit_on_error=False, name="swap the script")
-    def _swap_script(self, path: Path, run: bool) -> None:
-        assert self.rerun is not None
-        self.call_from_thread(self._adopt_script_path, path)
-        if run:
-            outcome = self.rerun.swap_script(path)
-            self.call_from_thread(self._show_save_outcome, outcome)
-        self._watch_files()
-
-    def action_restart_changed_nodes(self) -> None:
-        if self.session is None or self.rerun is None:
-            self.notify("the machines are not ready yet", severity="warning", timeout=2)
-            return
-        if not self.pending_restart:
-            self.notify("no node needs a restart: the last rebuild changed no node", timeout=3)
-            return
-        nodes, self.pending_restart = self.pending_restart, {}
-        script, self._pending_script = self._pending_script, None
-        self.query_one(RunStatus).set_message("restarting", ", ".join(sorted(nodes)))
-        self._restart_nodes(nodes, script)
-
-    def _restart_failed(self, nodes: dict[str, str], script: Path | None, message: str) -> None:
-        # Still to do: R tries again (unless a newer rebuild said otherwise meanwhile).
-        if not self.pending_restart:
-            self.pending_restart, self._pending_script = nodes, script
-        self.query_one(RunStatus).set_message("restart failed", ", ".join(sorted(nodes)))
-        self._show_paragraph(message, title="restart failed",
-                             hint="The other nodes keep running.  R tries again; or fix the source and save it.")
-
-    @work(thread=True, group="live", exit_on_error=False, name="restart changed nodes")
-    def _restart_nodes(self, nodes: dict[str, str], script: Path | None) -> None:
-        assert self.rerun is not None
-        names = ", ".join(sorted(nodes))
-        try:
-            self.rerun.stop_run()
-            self.session.restart_nodes(nodes)
-        except Exception as error:  # noqa: BLE001 - shown; the other nodes keep running
-            self.call_from_thread(self._restart_failed, nodes, script, str(error))
-            return
-        self.call_from_thread(self.notify, f"restarted {names}; the others kept running", title="nodes", timeout=5)
-        # The restarted nodes lost every effect of the script: run all of it.
-        if script is not None:
-            self.call_from_thread(self._adopt_script_path, script)
-            outcome = self.rerun.swap_script(script, RerunMode.ALL)
-            self._watch_files()
-        else:
-            outcome = self.rerun.rerun(RerunMode.ALL)
-        self.call_from_thread(self._show_save_outcome, outcome)
-
-    @work(thread=True, group="live", exit_on_error=False, name="rerun on save")
-    def _apply_save(self) -> None:
-        assert self.rerun is not None
-        outcome = self.rerun.saved()
-        self.call_from_thread(self._show_save_outcome, outcome)
-
-    def _sync_script_view(self) -> None:
-        if self.session is not None and self.session.source != self.script_source:
-            self.script_source = self.session.source
-            self.script_view.load(self.script_source)
-            self._show_breakpoints()
-
-    def _start_rerun(self, start: int, stop: int | None) -> None:
-        # The view shows the loaded version before the rerun marks its lines.
-        self._sync_script_view()
-        self.session.stepper.stop_at_start = False
-        self._run_to_after_start = None
-        self._run_script(start, stop)
-
-    def _show_save_outcome(self, outcome: SaveOutcome) -> None:
-        error = outcome.syntax_error
-        if error is not None:
-            try:
-                self.script_view.load(self.config.script_path.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError):
-                pass
-            self.script_view.set_error_line(error.line)
-            self._show_error(f"SyntaxError: {error.msg}", line=error.line, title="syntax error",
-                             hint="Nothing runs until the script compiles again; the VMs stay up.")
-            return
-        self._sync_script_view()
-        if outcome.error is not None:
-            self.notify(outcome.error, title="rerun", severity="error", timeout=6)
-        elif outcome.plan is not None:
-            self._hide_error()
-            self.notify(outcome.plan.reason, title="saved", timeout=5)
-
-    def action_rerun_mode(self) -> None:
-        if self.rerun is None:
-            return
-        modes = list(RerunMode)
-        self.rerun.mode = modes[(modes.index(self.rerun.mode) + 1) % len(modes)]
-        self.notify(self.rerun.describe_mode(), title="rerun mode", timeout=3)
-
-    def action_checkpoint(self) -> None:
-        if self.rerun is None:
-            self.notify("the machines are not ready yet", severity="warning", timeout=2)
-            return
-        self._take_checkpoint()
-
-    @work(thread=True, group="live", exit_on_error=False, name="checkpoint")
-    def _take_checkpoint(self) -> None:
-        assert self.rerun is not None
-        try:
-            checkpoint = self.rerun.checkpoint_now()
-        except Exception as exc:  # noqa: BLE001 - shown to the user, the VMs stay as they are
-            self.call_from_thread(self.notify, str(exc), title="checkpoint", severity="error", timeout=8)
-            return
-        message = ("taken when the running statement ends" if checkpoint is None
-                   else f"'{checkpoint.name}' saved in {checkpoint.save_seconds:.2f} s")
-        self.call_from_thread(self.notify, message, title="checkpoint", timeout=4)
-
-    def action_rewind(self) -> None:
-        if self.rerun is None or self.session is None:
-            return
-        line = self.script_view.cursor_line
-        index = next((s.index for s in self.session.runner.statements if s.line <= line <= s.end_line), None)
-        if index is None:
-            self.notify("put the cursor on a top-level statement", timeout=3)
-            return
-        self._rewind(index)
-
-    @work(thread=True, group="live", exit_on_error=False, name="rewind")
-    def _rewind(self, index: int) -> None:
-        assert self.rerun is not None
-        outcome = self.rerun.rewind(index)
-        if outcome.error is not None:
-            self.call_from_thread(self.notify, outcome.error, title="rewind", severity="error", timeout=6)
-        elif outcome.plan is not None:
-            self.call_from_thread(self.notify, outcome.plan.reason, title="rewind", timeout=5)
-
-    def _focused_machine(self) -> str | None:
-        node = self.focused
-        while node is not None:
-            if isinstance(node, (ConsolePane, ShellPane)):
-                return node.machine
-            node = node.parent  # type: ignore[assignment]
-        return None
-
-    def action_open_shell(self, machine: str | None = None) -> None:
-        if self.session is None or getattr(self.session, "shells", None) is None:
-            self.notify("the machines are not ready yet", severity="warning", timeout=2)
-            return
-        machine = machine or self._focused_machine() or (self.config.nodes[0].name if self.config.nodes else None)
-        if machine is None:
-            return
-        pane = ShellPane(machine)
-        consoles = self.query_one("#consoles")
-        consoles.display = True
-        consoles.mount(pane)
-        self._open_shell(pane)
-
-    @work(thread=True, group="shell", exit_on_error=False, name="open shell")
-    def _open_shell(self, pane: ShellPane) -> None:
-        view = pane.view
-        try:
-            shell = self.session.shells.open(
-                pane.machine, on_output=view.feed, on_closed=view.mark_closed,
-                columns=max(view.size.width, 20), lines=max(view.size.height, 5),
-            )
-        except Exception as exc:  # noqa: BLE001 - shown to the user
-            self.call_from_thread(self._shell_failed, pane, str(exc))
-            return
-        self.call_from_thread(pane.attach, shell, f"/dev/hvc{shell.channel}")
-
-    def _shell_failed(self, pane: ShellPane, message: str) -> None:
-        pane.remove()
-        self.notify(message, title=f"shell on {pane.machine}", severity="error", timeout=8)
-
-    @on(TerminalView.Closed)
-    def _shell_closed(self, event: TerminalView.Closed) -> None:
-        pane = event.view.parent
-        if isinstance(pane, ShellPane):
-            pane.remove()
-            self.notify(event.reason, title=f"shell on {pane.machine}", timeout=3)
 
     @on(Worker.StateChanged)
     def _worker_changed(self, event: Worker.StateChanged) -> None:
@@ -714,11 +368,15 @@ class VmtuiApp(App[int]):
                 self._repl_write(Text(f"internal error in the script thread: {worker.error!r}", style="bold red"))
             else:
                 self.last_result_ok = bool(worker.result)
-            if self._restart_when_idle:
-                self._restart_when_idle = False
+            if self.live.run_ended():
                 self._reload_and_run()
         elif worker.group == "session" and worker.state is WorkerState.ERROR:
             self._fatal(f"cannot start the machines: {worker.error}")
+        elif worker.state is WorkerState.ERROR:
+            # Every other worker answers with a message; an exception it did
+            # not expect is still the user's to see, never swallowed.
+            self.notify(f"{type(worker.error).__name__}: {worker.error}", title=f"{worker.name} failed",
+                        severity="error", timeout=10)
 
     # -- driver events ---------------------------------------------------------
 
@@ -748,7 +406,7 @@ class VmtuiApp(App[int]):
         for event in batch.events:
             self.apply_event(event)
 
-    def apply_event(self, event: object) -> None:
+    def apply_event(self, event: Event) -> None:
         status = self.query_one(RunStatus)
         script = self.script_view
         if isinstance(event, MachineStateChanged):
@@ -788,8 +446,8 @@ class VmtuiApp(App[int]):
             self._refresh_variables()
 
     def _paused(self, event: DebuggerPaused) -> None:
-        if self._run_to_after_start is not None and event.reason == "step":
-            line, self._run_to_after_start = self._run_to_after_start, None
+        line = self.live.first_pause(event.reason)
+        if line is not None and self.session is not None:
             self.session.stepper.run_to_line(line)
             return
         script = self.script_view
@@ -806,59 +464,26 @@ class VmtuiApp(App[int]):
             )
         self._refresh_variables()
 
-    # -- error banner -------------------------------------------------------------
-
-    def _show_error(self, error: str, *, line: int | None = None, hint: str = "", title: str = "failed") -> None:
-        banner = self.query_one("#error-banner", Static)
-        banner.border_title = title
-        text = Text()
-        text.append("✗ ", style="bold")
-        text.append(error_summary(error), style="bold")
-        details = [row for row in error.strip().splitlines()[:-1] if row.strip()]
-        for row in details[-6:]:
-            text.append("\n  " + row)
-        if line is not None:
-            text.append(f"\n  line {line}:  ", style="dim")
-            text.append(self.script_view.line_text(line).strip())
-        if hint:
-            text.append("\n" + hint, style="italic dim")
-        banner.update(text)
-        banner.add_class("-visible")
-        if line is not None:
-            # The banner takes rows from the script view: keep the line in sight.
-            self.call_after_refresh(self.script_view.goto_line, line)
-
-    def _show_paragraph(self, message: str, *, title: str, hint: str = "", max_lines: int = 12) -> None:
-        """A message that reads top down (Nix's error: what, then where), unlike a traceback."""
-        banner = self.query_one("#error-banner", Static)
-        banner.border_title = title
-        rows = [row.rstrip() for row in message.strip().splitlines()]
-        text = Text()
-        text.append("✗ ", style="bold")
-        text.append(rows[0] if rows else title, style="bold")
-        shown = rows[1:max_lines]
-        for row in shown:
-            text.append("\n  " + row)
-        if len(rows) > max_lines:
-            text.append(f"\n  … {len(rows) - max_lines} more lines in the timeline", style="dim")
-        if hint:
-            text.append("\n" + hint, style="italic dim")
-        banner.update(text)
-        banner.add_class("-visible")
-
-    def _hide_error(self) -> None:
-        self.query_one("#error-banner").remove_class("-visible")
-
     # -- inspecting -----------------------------------------------------------------
 
     def _refresh_variables(self) -> None:
         if self.session is not None:
-            self._read_variables()
+            self._variables_asked += 1
+            self._read_variables(self.session, self._variables_asked)
 
     @work(thread=True, group="inspect", exclusive=True, exit_on_error=False, name="variables")
-    def _read_variables(self) -> None:
-        values = self.session.variables()
-        self.call_from_thread(self.query_one(VariablesView).show_variables, values)
+    def _read_variables(self, session: Session, generation: int) -> None:
+        self._answer(VariablesRead(generation, session.variables()))
+
+    @on(VariablesRead)
+    @while_running
+    def _variables_read(self, message: VariablesRead) -> None:
+        # Reads can finish out of order (a thread worker is never interrupted):
+        # a superseded read must not replace the newest one shown.
+        if message.generation < self._variables_shown:
+            return
+        self._variables_shown = message.generation
+        self.query_one(VariablesView).show_variables(message.values)
 
     @on(ReplInput.Left)
     def _repl_left(self) -> None:
@@ -870,24 +495,27 @@ class VmtuiApp(App[int]):
         if self.session is None:
             self._repl_write(Text("the machines are not ready yet", style="yellow"))
             return
-        self._evaluate(event.source)
+        self._evaluate(self.session, event.source)
 
     @on(VariablesView.Inspect)
     def _inspect_variable(self, event: VariablesView.Inspect) -> None:
         # The whole value, where there is room for it: the REPL, as if typed.
-        self._evaluate_requested(ReplInput.Evaluate(event.name))
+        self._evaluate_requested(ReplInput.Evaluate(self.query_one(ReplInput), event.name))
 
     @work(thread=True, group="repl", exit_on_error=False, name="evaluate")
-    def _evaluate(self, source: str) -> None:
+    def _evaluate(self, session: Session, source: str) -> None:
         try:
-            output = self.session.evaluate(source)
+            evaluation = session.evaluate(source)
         except Exception as exc:  # noqa: BLE001 - a REPL shows errors, it never dies of them
-            output = f"{type(exc).__name__}: {exc}"
-            self.call_from_thread(self._repl_write, Text(output, style="red"))
-        else:
-            if output:
-                self.call_from_thread(self._repl_write, _readable_output(output))
-        self.call_from_thread(self._refresh_variables)
+            evaluation = Evaluation(f"{type(exc).__name__}: {exc}", failed=True)
+        self._answer(ReplAnswered(evaluation))
+
+    @on(ReplAnswered)
+    @while_running
+    def _repl_answered(self, message: ReplAnswered) -> None:
+        if message.evaluation.output:
+            self._repl_write(repl_text(message.evaluation))
+        self._refresh_variables()
 
     def _repl_write(self, text: Text) -> None:
         self.query_one("#repl-log", RichLog).write(text)
@@ -930,7 +558,7 @@ class VmtuiApp(App[int]):
 
     # -- actions --------------------------------------------------------------------------
 
-    def _paused_stepper(self) -> Any:
+    def _paused_stepper(self) -> Stepper | None:
         session = self.session
         if session is not None and session.is_running and session.stepper.is_paused:
             return session.stepper
@@ -966,11 +594,11 @@ class VmtuiApp(App[int]):
             self._start_run(stop_at_start=False, run_to_line=line)
 
     def action_pause(self) -> None:
-        if self.script_running and self._paused_stepper() is None:
+        if self.session is not None and self.script_running and self._paused_stepper() is None:
             self.session.stepper.pause()
 
     def action_stop(self) -> None:
-        if self.script_running:
+        if self.session is not None and self.script_running:
             self.query_one(RunStatus).set_message("stopping", "VMs stay up")
             self.session.cancel()
 
@@ -978,12 +606,13 @@ class VmtuiApp(App[int]):
         if self.session is None:
             return
         if self.script_running:
-            self._restart_when_idle = True
+            self.live.restart_when_idle = True
             self.session.cancel()
         else:
             self._reload_and_run()
 
     def _reload_and_run(self) -> None:
+        assert self.session is not None
         was_loaded = bool(self.session.runner.statements)
         try:
             self.session.load()
@@ -993,7 +622,7 @@ class VmtuiApp(App[int]):
         self.script_source = self.session.source
         self.script_view.load(self.script_source)
         if not was_loaded:
-            self._run_requested = True
+            self.live.run_requested = True
             self._session_ready()
             return
         self._show_breakpoints()
@@ -1012,7 +641,7 @@ class VmtuiApp(App[int]):
     def action_focus_repl(self) -> None:
         self.query_one(ReplInput).focus()
 
-    def action_focus(self, widget_id: str) -> None:
+    async def action_focus(self, widget_id: str) -> None:
         if widget_id == "script":
             self.query_one(ContentSwitcher).current = "script"
         if widget_id in _INSPECTOR_PANES:
@@ -1021,6 +650,8 @@ class VmtuiApp(App[int]):
         self.query_one(f"#{widget_id}").focus()
 
     def on_descendant_focus(self, event: events.DescendantFocus) -> None:
+        if not self.screen_stack:
+            return  # the app is closing: its screens are gone
         if not any(node.id == "inspector" for node in event.widget.ancestors):
             self.screen.remove_class("-inspecting")
 
@@ -1079,11 +710,11 @@ class VmtuiApp(App[int]):
 
     def _palette_entry(self, binding: Binding, title: str, help_text: str) -> SystemCommand:
         """A command palette entry that runs `binding`'s action and names its keys (as remapped)."""
-        bound = self._keymap.get(binding.id or "", binding.key)
+        bound = keymap_of(self).get(binding.id or "", binding.key)
         keys = ", ".join(self.get_key_display(Binding(key, binding.action)) for key in bound.split(","))
         return SystemCommand(title, f"{help_text} ({keys})", partial(self.run_action, binding.action))
 
-    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         for binding in bindings_of(VmtuiApp):
             if binding.show and binding.action != "quit":
@@ -1108,37 +739,30 @@ def _force_exit_after(delay: float, status: int) -> None:
     os._exit(status)
 
 
-# The last line of an exception report: `ZeroDivisionError: division by zero`.
-_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Failed|Interrupt|Exit)\b")
-
-
-def _readable_output(output: str) -> Text:
+def repl_text(evaluation: Evaluation) -> Text:
     """REPL output as a reader wants it.
 
     `server.succeed(...)` returns the command's stdout, and its repr puts a
     whole listing on one line full of `\\n`: a multi-line string result is
     shown as its text instead (dimmed quotes mark it as a string).
     """
-    if output.startswith("Traceback") or _EXCEPTION_LINE.match(output.rstrip().rsplit("\n", 1)[-1]):
+    output = evaluation.output
+    if evaluation.failed:
         return Text(output, style="red")
-    if output[:1] in "'\"" and output[-1:] == output[:1] and "\\n" in output:
-        try:
-            value = ast.literal_eval(output)
-        except (ValueError, SyntaxError):
-            value = None
-        if isinstance(value, str):
-            return Text.assemble((output[0], "dim"), value.rstrip("\n"), (output[0], "dim"))
+    value = evaluation.string_value
+    if value is not None and "\n" in value and output == repr(value):
+        return Text.assemble((output[0], "dim"), value.rstrip("\n"), (output[0], "dim"))
     return Text(output)
 
 
 def known_binding_ids() -> set[str]:
-    ids = set()
+    ids: set[str] = set()
     for _, owner in VmtuiApp.help_sections():
         ids.update(binding.id for binding in bindings_of(owner) if binding.id)
     return ids
 
 
-def run_tui(config: TestConfig, options: Any) -> int:
+def run_tui(config: TestConfig, options: RunOptions) -> int:
     """Open the TUI on a test; returns the exit status (0 passed/quit, 1 failed, 2 bad input)."""
     from vmtui.session import Session
 
@@ -1147,13 +771,11 @@ def run_tui(config: TestConfig, options: Any) -> int:
     except ConfigError as exc:
         print(f"vmtui: {exc}", file=sys.stderr)
         return 2
-    out_dir = Path(getattr(options, "out_dir", None) or Path.cwd())
-    keep_state = bool(getattr(options, "keep_state", False))
-    sessions: list[Any] = []
+    out_dir, keep_state = options.out_dir, options.keep_state
+    sessions: list[Session] = []
+    records: list[RunRecord] = []
 
-    records: list[Any] = []
-
-    def make_session(cfg: TestConfig) -> Any:
+    def make_session(cfg: TestConfig) -> Session:
         from vmtui.replay.past_runs import start_tui_record
 
         bus = EventBus()
@@ -1171,7 +793,7 @@ def run_tui(config: TestConfig, options: Any) -> int:
 
     try:
         app = VmtuiApp(config, make_session, keymap=keymap, owns_process=True,
-                       nix_attr=getattr(options, "attr", None))
+                       nix_attr=options.attr)
     except ConfigError as exc:
         print(f"vmtui: {exc}", file=sys.stderr)
         return 2

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from driver import scratch
 from driver.config import TestConfig
-from driver.errors import ConfigError
+from driver.errors import Cancelled, ConfigError
 from driver.wrapper import load_driver_result, read_driver_result
 
 ProgressCallback = Callable[[str], None]
@@ -91,7 +91,7 @@ class NotANixOSTest(NixError):
     pass
 
 
-class NixBuildCancelled(Exception):
+class NixBuildCancelled(Cancelled):
     """The build was cancelled through the `cancel` event (not a user error)."""
 
 

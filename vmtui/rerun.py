@@ -32,9 +32,10 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
-from driver.errors import ScriptCancelled
+from driver.checkpoint import Checkpoint, RestoreReport
+from driver.errors import ScriptCancelled, ScriptSyntaxError
 from driver.events import (
     BlockClosed,
     BlockOpened,
@@ -44,7 +45,7 @@ from driver.events import (
     StatementFinished,
     StatementStarted,
 )
-from driver.runner import ScriptSyntaxError, Statement, compile_script, first_changed_statement
+from driver.runner import Statement, compile_script, first_changed_statement
 
 
 class RerunMode(enum.Enum):
@@ -226,15 +227,15 @@ class RunTracker:
             self._current_index = self._by_line.get(event.line)
             if self._current_index is not None:
                 # Everything after it is stale until it runs again.
-                for index in [i for i in self._record.outcomes if i >= self._current_index]:
-                    del self._record.outcomes[index]
+                for stale in [i for i in self._record.outcomes if i >= self._current_index]:
+                    del self._record.outcomes[stale]
         elif isinstance(event, StatementFinished):
             index = self._by_line.get(event.line)
             if index is None:
                 return
             if event.ok:
                 outcome = Outcome.PASSED
-            elif event.error == "cancelled":
+            elif event.cancelled:
                 outcome = Outcome.CANCELLED
             else:
                 outcome = Outcome.FAILED
@@ -246,7 +247,7 @@ class RunTracker:
         elif isinstance(event, BlockClosed):
             opened = self._open_subtests.pop(event.block_id, None)
             # The first subtest to close failed is the innermost one.
-            failed = not event.ok and event.error != "cancelled"
+            failed = not event.ok and not event.cancelled
             if opened is not None and failed and self._record.failed_subtest is None:
                 self._record.failed_subtest = _subtest_name(opened[0])
         elif isinstance(event, ScriptFinished):
@@ -418,11 +419,11 @@ class Checkpointing(Protocol):
     """The part of driver.checkpoint.Checkpoints the controller uses."""
 
     @property
-    def checkpoints(self) -> Sequence[Any]: ...
+    def checkpoints(self) -> Sequence[Checkpoint]: ...
 
-    def save(self, name: str | None = None, statement_index: int | None = None) -> Any: ...
+    def save(self, name: str | None = None, statement_index: int | None = None) -> Checkpoint: ...
 
-    def restore(self, name: str) -> Any: ...
+    def restore(self, name: str) -> RestoreReport: ...
 
     # Why no node set of this test can be checkpointed (None: they may be).
     refused: str | None
@@ -615,7 +616,7 @@ class RerunController:
         return [CheckpointMark(c.name, c.statement_index) for c in self.checkpoints.checkpoints
                 if c.statement_index is not None]
 
-    def checkpoint_now(self, name: str | None = None) -> Any:
+    def checkpoint_now(self, name: str | None = None) -> Checkpoint | None:
         """Take a checkpoint now, or at the next statement boundary if a statement runs.
 
         Returns the checkpoint, or None when it was scheduled.

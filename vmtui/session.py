@@ -21,7 +21,7 @@ from driver.machine import Machine
 from driver.parallel import run_each
 from driver.runner import RunResult, ScriptRunner, Statement
 from driver.shell import Shells
-from driver.stepper import Stepper
+from driver.stepper import Evaluation, Stepper
 
 
 class Session:
@@ -92,9 +92,9 @@ class Session:
 
     # -- REPL ---------------------------------------------------------------
 
-    def evaluate(self, source: str) -> str:
+    def evaluate(self, source: str) -> Evaluation:
         """Evaluate a REPL line in the paused frame (or the last run's namespace)."""
-        return self.stepper.evaluate(source)
+        return self.stepper.run_repl(source)
 
     def variables(self) -> dict[str, str]:
         """The script's own names with their reprs (paused frame, or the last run's)."""

@@ -22,6 +22,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from widgets.ansi import CONTROLS_TO_NONE, AnsiLineDecoder, plain_text
+from widgets.textual_hooks import scroll_update
 
 __all__ = ["ConsoleView", "DEFAULT_MAX_LINES", "plain_text"]
 
@@ -158,10 +159,10 @@ class ConsoleView(ScrollView, can_focus=True):
     def _set_virtual_size(self, size: Size) -> None:
         # Assigning `virtual_size` relayouts the whole screen (it is a
         # layout reactive); a console that grows every frame only needs its
-        # own scrollbars updated.  Pinned Textual: `_scroll_update` is private.
+        # own scrollbars updated (a private hook: widgets/textual_hooks.py).
         if size != self.virtual_size:
             self.set_reactive(Widget.virtual_size, size)
-            self._scroll_update(size)
+            scroll_update(self, size)
 
     def _scroll_to_newest(self) -> None:
         self.scroll_target_y = self.scroll_y = self.max_scroll_y

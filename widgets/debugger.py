@@ -31,9 +31,14 @@ class StackView(OptionList):
     """
 
     class FrameSelected(Message):
-        def __init__(self, frame: FrameSummary) -> None:
+        def __init__(self, view: StackView, frame: FrameSummary) -> None:
             super().__init__()
+            self.view = view
             self.frame = frame
+
+        @property
+        def control(self) -> StackView:
+            return self.view
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
@@ -62,7 +67,7 @@ class StackView(OptionList):
         event.stop()
         frame = self._frames[event.option_index]
         if frame.in_script:
-            self.post_message(self.FrameSelected(frame))
+            self.post_message(self.FrameSelected(self, frame))
 
 
 class VariablesView(DataTable[Text]):
@@ -79,9 +84,14 @@ class VariablesView(DataTable[Text]):
     class Inspect(Message):
         """The user asked for the whole value of variable `name`."""
 
-        def __init__(self, name: str) -> None:
+        def __init__(self, view: VariablesView, name: str) -> None:
             super().__init__()
+            self.view = view
             self.name = name
+
+        @property
+        def control(self) -> VariablesView:
+            return self.view
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes, cursor_type="row", zebra_stripes=True, show_header=False)
@@ -108,7 +118,7 @@ class VariablesView(DataTable[Text]):
     def _selected(self, event: DataTable.RowSelected) -> None:
         event.stop()
         if event.row_key.value is not None:
-            self.post_message(self.Inspect(event.row_key.value))
+            self.post_message(self.Inspect(self, event.row_key.value))
 
 
 class BreakpointsView(OptionList):
@@ -123,14 +133,24 @@ class BreakpointsView(OptionList):
     """
 
     class LineSelected(Message):
-        def __init__(self, line: int) -> None:
+        def __init__(self, view: BreakpointsView, line: int) -> None:
             super().__init__()
+            self.view = view
             self.line = line
 
+        @property
+        def control(self) -> BreakpointsView:
+            return self.view
+
     class RemoveRequested(Message):
-        def __init__(self, line: int) -> None:
+        def __init__(self, view: BreakpointsView, line: int) -> None:
             super().__init__()
+            self.view = view
             self.line = line
+
+        @property
+        def control(self) -> BreakpointsView:
+            return self.view
 
     def __init__(self, *, id: str | None = None, classes: str | None = None) -> None:
         super().__init__(id=id, classes=classes)
@@ -148,11 +168,11 @@ class BreakpointsView(OptionList):
     @on(OptionList.OptionSelected)
     def _selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
-        self.post_message(self.LineSelected(self._breakpoint_lines[event.option_index]))
+        self.post_message(self.LineSelected(self, self._breakpoint_lines[event.option_index]))
 
     def action_remove(self) -> None:
         if self.highlighted is not None and self._breakpoint_lines:
-            self.post_message(self.RemoveRequested(self._breakpoint_lines[self.highlighted]))
+            self.post_message(self.RemoveRequested(self, self._breakpoint_lines[self.highlighted]))
 
 
 class ReplInput(SteadyInput):
@@ -167,12 +187,25 @@ class ReplInput(SteadyInput):
     class Evaluate(Message):
         """The user entered a line to evaluate."""
 
-        def __init__(self, source: str) -> None:
+        def __init__(self, input: ReplInput, source: str) -> None:  # noqa: A002
             super().__init__()
+            self.input = input
             self.source = source
+
+        @property
+        def control(self) -> ReplInput:
+            return self.input
 
     class Left(Message):
         """The user is done typing (Escape): the app decides where focus goes."""
+
+        def __init__(self, input: ReplInput) -> None:  # noqa: A002
+            super().__init__()
+            self.input = input
+
+        @property
+        def control(self) -> ReplInput:
+            return self.input
 
     HISTORY_LIMIT = 1000
 
@@ -222,7 +255,7 @@ class ReplInput(SteadyInput):
         self.cursor_position = len(self.value)
 
     def action_leave(self) -> None:
-        self.post_message(self.Left())
+        self.post_message(self.Left(self))
 
     @on(Input.Submitted)
     def _submitted(self, event: Input.Submitted) -> None:
@@ -232,4 +265,4 @@ class ReplInput(SteadyInput):
             return
         self._remember(source)
         self.value = ""
-        self.post_message(self.Evaluate(source))
+        self.post_message(self.Evaluate(self, source))

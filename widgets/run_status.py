@@ -8,6 +8,7 @@ from textual.markup import escape
 from driver.events import (
     DebuggerPaused,
     DebuggerResumed,
+    Event,
     ScriptFinished,
     ScriptStarted,
     StatementStarted,
@@ -55,7 +56,7 @@ class RunStatus(Static):
     def on_mount(self) -> None:
         self._show()
 
-    def apply(self, event: object) -> None:
+    def apply(self, event: Event) -> None:
         if isinstance(event, ScriptStarted):
             self.state, self._line, self._detail, self._waiting = "running", event.first_line, "", ""
         elif isinstance(event, StatementStarted):

@@ -18,6 +18,8 @@ from typing import Self
 from textual.geometry import Region
 from textual.widgets import Input
 
+from widgets.textual_hooks import input_watch_value
+
 __all__ = ["SteadyInput"]
 
 
@@ -26,8 +28,8 @@ class SteadyInput(Input):
 
     Only the layout request caused by the value changing is dropped, and only
     when the input's size is not `auto` (then its box would follow its text).
-    Pinned Textual: relies on `Input._watch_value` being the watcher that
-    assigns `virtual_size`.
+    Relies on `Input._watch_value` being the watcher that assigns
+    `virtual_size` (a private hook: widgets/textual_hooks.py).
     """
 
     _value_changing = False
@@ -35,7 +37,7 @@ class SteadyInput(Input):
     def _watch_value(self, value: str) -> None:
         self._value_changing = True
         try:
-            super()._watch_value(value)
+            input_watch_value(self, value)
         finally:
             self._value_changing = False
 

@@ -33,6 +33,8 @@ from textual.message import Message
 from textual.strip import Strip
 from textual.widget import Widget
 
+from widgets.textual_hooks import widget_on_key
+
 
 class TerminalBackend(Protocol):
     """The far side of a terminal: where keys go and who learns the size."""
@@ -203,8 +205,20 @@ class TerminalView(Widget, can_focus=True):
             self.view = view
             self.reason = reason
 
+        @property
+        def control(self) -> TerminalView:
+            return self.view
+
     class _DataReady(Message):
         """Internal: output waits in the feed buffer."""
+
+        def __init__(self, view: TerminalView) -> None:
+            super().__init__()
+            self.view = view
+
+        @property
+        def control(self) -> TerminalView:
+            return self.view
 
     def __init__(
         self,
@@ -240,7 +254,7 @@ class TerminalView(Widget, can_focus=True):
             was_idle = not self._pending
             self._pending.append(data)
         if was_idle:
-            self.post_message(self._DataReady())
+            self.post_message(self._DataReady(self))
 
     def mark_closed(self, reason: str) -> None:
         """The channel ended: show why, stop sending keys. Any thread."""
@@ -394,7 +408,7 @@ class TerminalView(Widget, can_focus=True):
     async def _on_key(self, event: events.Key) -> None:
         key = event.key
         if key in self.passthrough_keys or key in self.SCROLL_KEYS:
-            await super()._on_key(event)
+            await widget_on_key(self, event)
             return
         event.stop()
         event.prevent_default()

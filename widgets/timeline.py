@@ -21,6 +21,7 @@ from textual.widgets.tree import TreeNode
 from driver.events import (
     BlockClosed,
     BlockOpened,
+    Event,
     LogLevel,
     LogMessage,
     ScriptFinished,
@@ -85,9 +86,14 @@ class Timeline(Tree[_Entry]):
     class LineSelected(Message):
         """An entry that knows its script line was chosen."""
 
-        def __init__(self, line: int) -> None:
+        def __init__(self, timeline: Timeline, line: int) -> None:
             super().__init__()
+            self.timeline = timeline
             self.line = line
+
+        @property
+        def control(self) -> Timeline:
+            return self.timeline
 
     MAX_RUNS = 20
     """Runs kept in the tree (the driver's own entries before the first run count as one)."""
@@ -99,7 +105,7 @@ class Timeline(Tree[_Entry]):
         self._block_nodes: dict[int, TreeNode[_Entry]] = {}
         self._open_blocks: list[int] = []
         self._run_node: TreeNode[_Entry] | None = None
-        self._component_styles: dict[str, Style] = {}
+        self._timeline_styles: dict[str, Style] = {}
         self._follow_target: TreeNode[_Entry] | None = None
 
     def block_node(self, block_id: int) -> TreeNode[_Entry] | None:
@@ -108,7 +114,7 @@ class Timeline(Tree[_Entry]):
 
     # -- feeding ------------------------------------------------------------
 
-    def apply(self, event: object) -> None:
+    def apply(self, event: Event) -> None:
         """Fold one driver event into the tree (other event types are ignored)."""
         if isinstance(event, ScriptStarted):
             self._start_run(event)
@@ -213,15 +219,15 @@ class Timeline(Tree[_Entry]):
     def _component_style(self, component: str) -> Style:
         # Every label needs a few of these, and computing one walks the CSS:
         # cached until the styles change (a replay adds thousands of blocks).
-        style = self._component_styles.get(component)
+        style = self._timeline_styles.get(component)
         if style is None:
             style = self.get_component_rich_style(f"timeline--{component}", partial=True)
-            self._component_styles[component] = style
+            self._timeline_styles[component] = style
         return style
 
     def notify_style_update(self) -> None:
         super().notify_style_update()
-        self._component_styles.clear()
+        self._timeline_styles.clear()
 
     def _label(self, entry: _Entry) -> Text:
         if entry.kind == "driver":
@@ -251,4 +257,4 @@ class Timeline(Tree[_Entry]):
         event.stop()
         entry = event.node.data
         if entry is not None and entry.script_line is not None:
-            self.post_message(self.LineSelected(entry.script_line))
+            self.post_message(self.LineSelected(self, entry.script_line))

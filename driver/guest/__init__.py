@@ -11,8 +11,9 @@ writes a NixOS-style `bin/run-<name>-vm` that boots it.
 
 from __future__ import annotations
 
+from driver.errors import GuestBuildError
 from driver.guest.startscript import HostEntry, vlan_mac, write_start_script
-from driver.guest.tiny import GuestBuildError, TinyGuestImage, build_tiny_guest
+from driver.guest.tiny import TinyGuestImage, build_tiny_guest
 
 __all__ = [
     "GuestBuildError",

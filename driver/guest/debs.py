@@ -12,15 +12,14 @@ import subprocess
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from driver.errors import PackageError
+
 Progress = Callable[[str], None]
 
 # The kernel meta package: its versioned dependency is the real kernel.  The
 # standard flavour, not "cloud-amd64": the cloud kernel has no 9p.
 KERNEL_META_PACKAGE = "linux-image-amd64"
 
-
-class PackageError(RuntimeError):
-    """A package could not be resolved, downloaded or unpacked."""
 
 
 def cache_dir() -> Path:

@@ -33,11 +33,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
+from driver.errors import ImageBuildError
 from driver.guest.startscript import HostEntry
 from driver.guest.systemd_image import (
     BASE_PACKAGES,
     BUILDER_VERSION,
-    ImageBuildError,
     Progress,
     SystemdImage,
     build_image,

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from driver import processes
-from driver.errors import ConfigError
+from driver.errors import ConfigError, ImageBuildError
 from driver.guest import systemd_instrumentation as instrumentation
 from driver.guest.debs import cache_dir
 
@@ -104,9 +104,6 @@ FREE_SPACE_BYTES = 2 * 1024**3
 
 _PACKAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9+.\-]*(:[a-z0-9]+)?$")
 
-
-class ImageBuildError(RuntimeError):
-    """Building the systemd guest image failed (the message says which step)."""
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from importlib import resources
 from pathlib import Path
 
 from driver import scratch
+from driver.errors import GuestBuildError, PackageError
 from driver.guest import debs
 from driver.guest.cpio import CpioWriter
 from driver.guest.elf import ElfError, has_pvh_entry, interpreter, needed_libraries
@@ -110,9 +111,6 @@ class TinyGuestImage:
         return f"/nix/store/{self.key}-{SYSTEM_NAME}"
 
 
-class GuestBuildError(RuntimeError):
-    """The tiny guest could not be built (the message says why, in one line)."""
-
 
 def _silent(message: str) -> None:
     pass
@@ -136,7 +134,7 @@ def build_tiny_guest(
         raise GuestBuildError(f"cannot create the guest cache {images_dir}: {exc.strerror}") from exc
     try:
         packages, deb_files = _resolve_packages(images_dir / "resolved.json", report)
-    except debs.PackageError as exc:
+    except PackageError as exc:
         fallback = _newest_image(images_dir)
         if fallback is None:
             raise GuestBuildError(str(exc)) from exc
@@ -155,7 +153,7 @@ def build_tiny_guest(
         try:
             paths = debs.download(deb_files, root / "debs", report)
             return _build(images_dir, key, paths, packages[0], report)
-        except (debs.PackageError, ElfError, KeyError, OSError, subprocess.CalledProcessError) as exc:
+        except (PackageError, ElfError, KeyError, OSError, subprocess.CalledProcessError) as exc:
             raise GuestBuildError(f"building the tiny guest failed: {exc}") from exc
 
 

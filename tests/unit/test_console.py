@@ -142,3 +142,41 @@ def test_wait_honours_cancel(pipe: Pipe) -> None:
     threading.Timer(0.2, cancel.set).start()
     with pytest.raises(ScriptCancelled):
         pipe.reader.wait_for_text("never printed", cancel=cancel)
+
+
+def test_a_wait_under_a_flood_does_linear_work_not_quadratic(pipe: Pipe, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each search covers all consumed text; searching after every line made
+    a long flood quadratic.  Count the characters searched (a frozen clock,
+    so only the text's growth decides when a search is due)."""
+    import types
+
+    import driver.console as console_module
+
+    searched = [0]
+    real_search = console_module._search
+
+    def counting(pattern: object, text: str) -> object:
+        searched[0] += len(text)
+        return real_search(pattern, text)  # type: ignore[arg-type]
+
+    clock = [1000.0]
+    monkeypatch.setattr(console_module, "_search", counting)
+    monkeypatch.setattr(console_module, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+    result: list[str] = []
+    waiter = threading.Thread(target=lambda: result.append(pipe.reader.wait_for_text("needle")), daemon=True)
+    waiter.start()
+    total = 0
+    for index in range(2000):
+        line = f"flood line {index:05d}"
+        total += len(line) + 1
+        pipe.reader.feed(line.encode() + b"\n")
+        # One line per wake-up of the waiter: the worst case for it.
+        give_up = time.monotonic() + 10
+        while pipe.reader._unconsumed and time.monotonic() < give_up:  # noqa: SLF001 - pacing the flood
+            time.sleep(0.0002)
+    pipe.reader.feed(b"the needle\n")
+    clock[0] += 1.0  # the search interval passed: the last line is searched
+    waiter.join(30)
+    assert result == ["needle"]
+    # Two joins of the text per search; a few dozen searches, not 2000.
+    assert searched[0] < 2 * 40 * total, f"searched {searched[0]} characters for {total} of output"

@@ -67,3 +67,19 @@ def test_a_missing_start_script_changes_nothing(driver: Driver, tmp_path: Path) 
 def test_an_unknown_node_is_named_in_the_error(driver: Driver) -> None:
     with pytest.raises(ConfigError, match=r"no node named 'cache' \(nodes: db, web-server\)"):
         driver.restart_machine("cache", start=False)
+
+
+def test_a_restart_never_changes_a_node_config_another_thread_holds(driver: Driver, tmp_path: Path) -> None:
+    # The TUI's thread reads the config (panes, shells, a rebuild's diff)
+    # while a worker restarts nodes: it must see the old nodes or the new
+    # ones, never a node changing under it.
+    held_nodes = driver.config.nodes
+    held = {node.name: (node, node.start_command) for node in held_nodes}
+    new = str(_stub(tmp_path, "new-web"))
+
+    driver.restart_machine("web-server", new, start=False)
+
+    assert [(n.name, n.start_command) for n in held_nodes] == [(name, command) for name, (_, command) in held.items()]
+    assert {n.name: n.start_command for n in driver.config.nodes}["web-server"] == new
+    assert driver.config.nodes is not held_nodes
+    assert {n.name: n for n in driver.config.nodes}["db"] is held["db"][0]  # unchanged nodes are shared

@@ -15,6 +15,7 @@ from driver import efi_vars
 from driver.config import NodeConfig
 from driver.config import TestConfig as Config
 from driver.driver import Driver
+from driver.runstate import Runstate
 from driver.efi_vars import EfiGuid, EfiStoreError, EfiVariable
 from driver.errors import MachineError, RequestedAssertionFailed
 from driver.events import EventBus, LogMessage
@@ -155,7 +156,9 @@ def test_nix_efi_vars_names_the_file(driver: Driver, monkeypatch: pytest.MonkeyP
 def test_the_store_is_off_limits_while_qemu_runs(driver: Driver, monkeypatch: pytest.MonkeyPatch) -> None:
     node = driver.machine_named("uefi")
     node.create_efi_vars()
-    node.booted = True
+    # As if QEMU had been started and still ran.
+    node.runstate.move(Runstate.STARTING)
+    node.runstate.move(Runstate.BOOTED)
     monkeypatch.setattr(node, "is_dead", lambda: None)
     with pytest.raises(RequestedAssertionFailed, match="while the machine runs"):
         node.read_efi_vars()

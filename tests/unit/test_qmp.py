@@ -184,3 +184,38 @@ def test_close_is_idempotent_and_stops_the_thread(session: tuple[QMPConnection, 
     assert not qmp._thread.is_alive()
     with pytest.raises(MachineError, match="not connected"):
         qmp.execute("query-status")
+
+
+def test_an_event_filter_may_itself_send_qmp_commands() -> None:
+    """A filter is user code (`wait_for_qmp_event(lambda e: ...)`); one that
+    asks QEMU something while an event arrives must not deadlock with the
+    event pump."""
+
+    def stop_then_answer(command: str, arguments: dict[str, Any]) -> Any:
+        if command == "stop":
+            # As QEMU does: the STOP event first, the reply a little later.
+            server.event("STOP")
+            time.sleep(0.3)
+            return {}
+        return handler(command, arguments)
+
+    client_end, server_end = socket.socketpair()
+    server = FakeQMPServer(server_end, stop_then_answer)
+    qmp = QMPConnection("node1")
+    try:
+        qmp.connect(client_end, timeout=10)
+        server.event("RESUME")
+        seen: list[str] = []
+
+        def event_filter(event: dict[str, Any]) -> bool:
+            seen.append(event["event"])
+            if event["event"] == "RESUME":
+                qmp.execute("stop", timeout=10)
+                return False
+            return event["event"] == "STOP"
+
+        assert qmp.wait_for_event(event_filter, timeout=20)["event"] == "STOP"
+        assert seen == ["RESUME", "STOP"]
+    finally:
+        qmp.close()
+        server_end.close()

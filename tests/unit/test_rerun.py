@@ -227,8 +227,8 @@ def test_cancelled_subtest_is_not_a_failed_one() -> None:
     tracker(ScriptStarted(filename="t.py", run_id=1, first_line=1))
     tracker(StatementStarted(run_id=1, line=old[2].line, end_line=old[2].end_line))
     tracker(BlockOpened(block_id=5, parent_id=None, title="subtest: server", kind="subtest"))
-    tracker(BlockClosed(block_id=5, duration=0.1, ok=False, error="cancelled"))
-    tracker(StatementFinished(run_id=1, line=old[2].line, end_line=old[2].end_line, ok=False, duration=0.1, error="cancelled"))
+    tracker(BlockClosed(block_id=5, duration=0.1, ok=False, error="cancelled", cancelled=True))
+    tracker(StatementFinished(run_id=1, line=old[2].line, end_line=old[2].end_line, ok=False, duration=0.1, error="cancelled", cancelled=True))
     record = tracker.record
     assert record.outcomes[2] is Outcome.CANCELLED
     assert record.failed_subtest is None and record.failed_index is None

@@ -222,3 +222,39 @@ def test_script_log_error_ends_the_test_like_nixos(driver: Driver) -> None:
     messages = [(e.message, e.machine, e.level) for e in events if isinstance(e, LogMessage)]
     assert messages == [("giving up", None, LogLevel.ERROR), ("hello", "web", LogLevel.INFO)]
     assert [e.machine for e in events if isinstance(e, BlockOpened)] == ["web"]
+class _LateEvent(threading.Event):
+    """A cancel event whose `set()` is slow to happen: it first gives the run
+    up to `grace` seconds to end (as a thread descheduled between its check
+    and its `set()` would)."""
+
+    def __init__(self, runner_of: list[ScriptRunner], grace: float = 0.5) -> None:
+        super().__init__()
+        self._runner_of = runner_of
+        self._grace = grace
+
+    def set(self) -> None:
+        give_up = threading.Event()
+        threading.Timer(self._grace, give_up.set).start()
+        while self._runner_of[0].is_running and not give_up.is_set():
+            give_up.wait(0.005)
+        give_up.wait(0.05)  # the run's own clean-up after `is_running` went false
+        super().set()
+
+
+def test_a_cancel_racing_with_the_end_of_a_run_does_not_outlive_it(tmp_path: Path) -> None:
+    script = tmp_path / "test.py"
+    script.write_text("import time\ntime.sleep(0.2)\n")
+    config = Config(nodes=[], vlans=[], script_path=script)
+    with Driver(config, bus=EventBus(), out_dir=tmp_path / "out", tmp_dir=tmp_path / "state") as driver:
+        runner = ScriptRunner(driver, driver.bus)
+        runner.load(script.read_text(), str(script))
+        driver.cancel_event = _LateEvent([runner])
+        run = threading.Thread(target=runner.run)
+        run.start()
+        while not runner.is_running:
+            threading.Event().wait(0.005)
+        runner.cancel()
+        run.join(10)
+        # The run is over: the REPL and checkpoints must not find it cancelled.
+        assert not runner.is_running
+        assert not driver.cancel_event.is_set()

@@ -342,6 +342,22 @@ def test_evaluate_statements_expressions_output_and_errors() -> None:
     assert s.runner.namespace is not None and s.runner.namespace["added"] == 99
 
 
+def test_repl_results_say_whether_they_failed_without_parsing_text() -> None:
+    s = Session(SCRIPT, breakpoints=(10,)).start()
+    s.where()
+    failed = s.stepper.run_repl("1 / 0")
+    assert failed.failed and failed.output.endswith("ZeroDivisionError: division by zero")
+    assert s.stepper.run_repl("if").failed
+    # Text that merely looks like an error is no error.
+    printed = s.stepper.run_repl("print('ValueError: not really')")
+    assert not printed.failed and printed.output == "ValueError: not really"
+    listing = s.stepper.run_repl("'a\\nb\\n'")
+    assert listing.string_value == "a\nb\n" and listing.output == repr("a\nb\n") and not listing.failed
+    assert s.stepper.run_repl("z").string_value is None
+    s.stepper.resume()
+    assert s.finish().ok
+
+
 def test_evaluate_does_not_stop_at_breakpoints_in_script_functions() -> None:
     s = Session(SCRIPT, breakpoints=(3, 10)).start()
     assert s.where() == (3, "breakpoint")

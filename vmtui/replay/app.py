@@ -266,7 +266,7 @@ class ReplayApp(VmtuiApp):
         if self.first_screen_at is None:
             self.first_screen_at = time.monotonic()
 
-    def apply_event(self, event: object) -> None:
+    def apply_event(self, event: Event) -> None:
         super().apply_event(event)
         if isinstance(event, BlockOpened):
             node = self.query_one(Timeline).block_node(event.block_id)

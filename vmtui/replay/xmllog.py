@@ -58,7 +58,7 @@ class XmlLogParser:
 
     def parse(self, stream: IO[bytes]) -> Iterator[Event]:
         yield ScriptStarted(filename=self.filename, run_id=1, timestamp=0.0)
-        parser: ET.XMLPullParser = ET.XMLPullParser(events=("start", "end"))
+        parser: ET.XMLPullParser[ET.Element] = ET.XMLPullParser(events=("start", "end"))
         root: ET.Element | None = None
         while True:
             chunk = stream.read(CHUNK)

@@ -13,6 +13,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Static
 
 from vmtui.keymap import default_keymap_path
+from widgets.textual_hooks import keymap_of
 
 INTRO = (
     "vmtui runs the test script in a step debugger beside every node's console.  "
@@ -71,7 +72,7 @@ class HelpScreen(ModalScreen[None]):
                 yield Static(self._table(title, bindings_of(owner)))
 
     def _table(self, title: str, bindings: list[Binding]) -> Table:
-        keymap = getattr(self.app, "_keymap", {})
+        keymap = keymap_of(self.app)
         table = Table(title=title, title_justify="left", title_style="bold", expand=True, box=None, padding=(0, 1))
         table.add_column("keys", style="bold", width=20, no_wrap=True)
         table.add_column("does", ratio=1)

@@ -1,0 +1,58 @@
+"""Every private Textual API vmtui relies on, in one place.
+
+Textual is pinned (pyproject.toml).  The widgets need four of its private
+hooks, each for a measured reason given where it is used; they are reached
+only through this module, and tests/unit/test_textual_hooks.py checks each
+one still exists and still does what vmtui relies on, so a Textual upgrade
+that changes one fails there, loudly, instead of somewhere in a benchmark.
+
+- `ScrollView._scroll_update(size)`: updates a scroll view's scrollbars for
+  a new virtual size without a layout of the whole screen (ConsoleView).
+- `Input._watch_value(value)`: the watcher that stores the text's width in
+  the layout reactive `virtual_size` (SteadyInput overrides it).
+- `Widget._on_key(event)`: dispatches a key to the widget's key handlers
+  (TerminalView overrides it to send keys to the guest first).
+- `App._keymap`: the keymap given to `App.set_keymap` (id -> keys), which
+  Textual offers no public getter for (the help screen, palette entries).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from textual import events
+from textual.app import App
+from textual.geometry import Size
+from textual.scroll_view import ScrollView
+from textual.widget import Widget
+from textual.widgets import Input
+
+__all__ = ["input_watch_value", "keymap_of", "scroll_update", "widget_on_key"]
+
+# Names of the private hooks (the test checks them against Textual).
+SCROLL_UPDATE = "_scroll_update"
+INPUT_VALUE_WATCHER = "_watch_value"
+KEY_HANDLER = "_on_key"
+APP_KEYMAP = "_keymap"
+
+
+def scroll_update(view: ScrollView, size: Size) -> None:
+    """Refresh `view`'s scrollbars for `size` (already stored in `virtual_size`)."""
+    view._scroll_update(size)
+
+
+def input_watch_value(field: Input, value: str) -> None:
+    """Run Textual's own watcher of `Input.value` (from an override of it)."""
+    Input._watch_value(field, value)
+
+
+async def widget_on_key(widget: Widget, event: events.Key) -> None:
+    """Textual's own key handling for `widget` (from an override of `_on_key`)."""
+    await Widget._on_key(widget, event)
+
+
+def keymap_of(app: App[Any]) -> Mapping[str, str]:
+    """The keymap `app` was given (binding id -> comma separated keys)."""
+    keymap: Mapping[str, str] = getattr(app, APP_KEYMAP)
+    return keymap
