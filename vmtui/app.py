@@ -32,6 +32,7 @@ from textual.worker import Worker, WorkerState
 
 from driver.config import TestConfig
 from driver.errors import ConfigError
+from driver.terminal_text import plain_text
 from driver.events import (
     BlockClosed,
     BlockOpened,
@@ -54,6 +55,7 @@ from vmtui.rerun import RerunController, RerunMode, SaveOutcome
 from vmtui.screens.help import HelpScreen, bindings_of
 from vmtui.state_files import BreakpointStore, repl_history_path
 from vmtui.watch import FileWatcher
+from widgets.ansi import guest_text
 from widgets.console_pane import ConsolePane
 from widgets.console_view import ConsoleView
 from widgets.debugger import BreakpointsView, ReplInput, StackView, VariablesView
@@ -806,6 +808,7 @@ class VmtuiApp(App[int]):
     # -- error banner -------------------------------------------------------------
 
     def _show_error(self, error: str, *, line: int | None = None, hint: str = "", title: str = "failed") -> None:
+        error = plain_text(error)  # errors quote console tails and command output
         banner = self.query_one("#error-banner", Static)
         banner.border_title = title
         text = Text()
@@ -829,7 +832,7 @@ class VmtuiApp(App[int]):
         """A message that reads top down (Nix's error: what, then where), unlike a traceback."""
         banner = self.query_one("#error-banner", Static)
         banner.border_title = title
-        rows = [row.rstrip() for row in message.strip().splitlines()]
+        rows = [row.rstrip() for row in plain_text(message).strip().splitlines()]
         text = Text()
         text.append("✗ ", style="bold")
         text.append(rows[0] if rows else title, style="bold")
@@ -880,7 +883,7 @@ class VmtuiApp(App[int]):
             output = self.session.evaluate(source)
         except Exception as exc:  # noqa: BLE001 - a REPL shows errors, it never dies of them
             output = f"{type(exc).__name__}: {exc}"
-            self.call_from_thread(self._repl_write, Text(output, style="red"))
+            self.call_from_thread(self._repl_write, guest_text(output, style="red"))
         else:
             if output:
                 self.call_from_thread(self._repl_write, _readable_output(output))
@@ -888,6 +891,10 @@ class VmtuiApp(App[int]):
 
     def _repl_write(self, text: Text) -> None:
         self.query_one("#repl-log", RichLog).write(text)
+
+    def notify(self, message: str, *, title: str = "", **options: Any) -> None:
+        # Notifications can quote guest output (a shell's error, a rerun's reason).
+        super().notify(plain_text(message), title=plain_text(title), **options)
 
     # -- breakpoints ------------------------------------------------------------------
 
@@ -1100,15 +1107,16 @@ def _readable_output(output: str) -> Text:
     shown as its text instead (dimmed quotes mark it as a string).
     """
     if output.startswith("Traceback") or _EXCEPTION_LINE.match(output.rstrip().rsplit("\n", 1)[-1]):
-        return Text(output, style="red")
+        return guest_text(output, style="red")
     if output[:1] in "'\"" and output[-1:] == output[:1] and "\\n" in output:
         try:
             value = ast.literal_eval(output)
         except (ValueError, SyntaxError):
             value = None
         if isinstance(value, str):
-            return Text.assemble((output[0], "dim"), value.rstrip("\n"), (output[0], "dim"))
-    return Text(output)
+            # The string's own text, escapes and all: only its colours may reach the screen.
+            return Text.assemble((output[0], "dim"), guest_text(value.rstrip("\n")), (output[0], "dim"))
+    return guest_text(output)
 
 
 def known_binding_ids() -> set[str]:
