@@ -20,7 +20,9 @@ from widgets.machine_status import format_duration
 
 def error_summary(text: str | None) -> str:
     """The line of an error text that says what went wrong (a traceback's last)."""
-    stripped = (text or "").strip()
+    # Made plain first: errors quote guest output, whose `\r` and other
+    # controls `splitlines` would take for line ends.
+    stripped = plain_text(text or "").strip()
     return stripped.splitlines()[-1] if stripped else ""
 
 
