@@ -27,6 +27,7 @@ matter when a line both contains them and moves the cursor or has a tab.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Final
 
@@ -99,11 +100,16 @@ _TOKEN: Final = re.compile(
 # Anything that needs more than "the line is its own text".
 _SPECIAL: Final = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SPECIAL_BUT_NEWLINE: Final = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
+# A line whose only special characters are SGR sequences without private
+# markers or intermediates, and how to split it into text and parameters.
+_NOT_SGR: Final = re.compile(r"[\x00-\x1a\x1c-\x1f\x7f-\x9f]|\x1b(?!\[[0-9;:]*m)")
+_SGR_SPLIT: Final = re.compile(r"\x1b\[([0-9;:]*)m")
 # CSI sequences that move the cursor within the line or erase part of it
 # (a false hit, say inside an OSC string, only costs the slower path).
 _CURSOR_MOVE: Final = re.compile(r"(?:\x1b\[|\x9b)[0-9;]*[CDGK]")
 
 
+@functools.lru_cache(maxsize=4096)
 def apply_sgr(state: SgrState, parameters: str) -> SgrState:
     """The SGR state after `CSI parameters m` (`:` sub-parameters read like `;`)."""
     codes = [int(part) if part.isdigit() else 0 for part in parameters.replace(":", ";").split(";")] if parameters else [0]
@@ -157,9 +163,29 @@ def decode_line(line: str) -> list[tuple[str, SgrState]]:
     """
     if not _SPECIAL.search(line):
         return [(line, PLAIN)] if line else []
+    if not _NOT_SGR.search(line):
+        return _decode_sgr_only(line)
     if "\r" in line or "\b" in line or _CURSOR_MOVE.search(line):
         return _decode_on_cells(line)
     return _decode_appending(line)
+
+
+def _decode_sgr_only(line: str) -> list[tuple[str, SgrState]]:
+    """The commonest coloured line (a systemd or kernel log): text and plain SGR, nothing else."""
+    runs: list[tuple[str, SgrState]] = []
+    state = PLAIN
+    # Even items are text, odd ones the parameters of the SGR between them.
+    parts = _SGR_SPLIT.split(line)
+    for index in range(0, len(parts), 2):
+        if index:
+            state = apply_sgr(state, parts[index - 1])
+        text = parts[index]
+        if text:
+            if runs and runs[-1][1] == state:
+                runs[-1] = (runs[-1][0] + text, state)
+            else:
+                runs.append((text, state))
+    return runs
 
 
 def _is_sgr(match: re.Match[str]) -> bool:
@@ -271,6 +297,7 @@ def plain_text(text: str) -> str:
     return "\n".join(plain_line(line) for line in text.split("\n"))
 
 
+@functools.lru_cache(maxsize=1024)
 def sgr_parameters(state: SgrState) -> str:
     """SGR parameters that select `state` from the default (no leading reset)."""
     foreground, background, bits = state
