@@ -1,4 +1,7 @@
-"""Guest text reaches the user's terminal as text and SGR colours only (driver/terminal_text.py)."""
+"""Guest text reaches the user's terminal as text and SGR colours only (driver/terminal_text.py).
+
+Hypothesis keeps no example database (`database=None`): a test run leaves no files behind.
+"""
 
 from __future__ import annotations
 
@@ -51,7 +54,7 @@ def _lines_of(data: bytes) -> list[str]:
 # -- properties ----------------------------------------------------------------
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=None, database=None)
 @given(st.one_of(hostile_text, guest_bytes.map(lambda data: data.decode("utf-8", "replace"))))
 def test_decoded_runs_are_text_with_sgr_states_only(line: str) -> None:
     runs = decode_line(line)
@@ -69,7 +72,7 @@ def test_decoded_runs_are_text_with_sgr_states_only(line: str) -> None:
     assert plain_line(line) == "".join(text for text, _ in runs)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(guest_bytes, st.sampled_from(["", "2", "33"]))
 def test_terminal_output_holds_no_escape_but_our_sgr(data: bytes, base: str) -> None:
     for line in _lines_of(data):
@@ -80,7 +83,7 @@ def test_terminal_output_holds_no_escape_but_our_sgr(data: bytes, base: str) -> 
     assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", plain_text(text))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(st.one_of(hostile_text, guest_bytes.map(lambda data: data.decode("utf-8", "replace"))))
 def test_rich_side_is_text_and_sgr_styles(line: str) -> None:
     base = Style(color="white", bgcolor="black")
@@ -97,7 +100,7 @@ def test_rich_side_is_text_and_sgr_styles(line: str) -> None:
     assert not CONTROL.search(highlighted.plain)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, database=None)
 @given(guest_bytes)
 def test_headless_log_and_junit_stay_safe(data: bytes) -> None:
     lines = tuple(_lines_of(data))
@@ -128,7 +131,7 @@ EMULATED = [
 emulated_line = st.lists(st.one_of(st.sampled_from(EMULATED), st.text("abcxyz 0123%.", min_size=1, max_size=5)), max_size=25).map("".join)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=400, deadline=None, database=None)
 @given(emulated_line)
 def test_text_matches_what_a_terminal_emulator_leaves_on_the_line(line: str) -> None:
     screen = pyte.Screen(400, 3)

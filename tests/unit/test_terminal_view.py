@@ -258,7 +258,7 @@ async def test_sequences_pyte_cannot_handle_do_not_end_the_app(term) -> None:  #
     assert "still" in view.screen_text
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, database=None)
 @given(st.lists(st.one_of(st.sampled_from(PYTE_FRAGMENTS), st.binary(max_size=4)), max_size=40).map(b"".join))
 def test_any_output_leaves_the_shell_screen_parsing_and_free_of_controls(data: bytes) -> None:
     screen = _ScrollbackScreen(20, 5, history=10)
