@@ -197,25 +197,27 @@ def _is_sgr(match: re.Match[str]) -> bool:
 
 
 def _decode_appending(line: str) -> list[tuple[str, SgrState]]:
-    """The common case: text and SGR only (tabs allowed), written left to right."""
+    """Lines that never move the cursor back: text written left to right, escapes dropped."""
     runs: list[tuple[str, SgrState]] = []
     state = PLAIN
     column = 0
     for match in _TOKEN.finditer(line):
         text = match.group("text")
+        run_state = state
         if text is None:
             if match.group("control") == "\t":
-                text = " " * (TAB_SIZE - column % TAB_SIZE)
+                # A tab moves the cursor without painting: the cells it skips stay plain.
+                text, run_state = " " * (TAB_SIZE - column % TAB_SIZE), PLAIN
             elif _is_sgr(match):
                 state = apply_sgr(state, match.group("params"))
                 continue
             else:
                 continue
         column += len(text)
-        if runs and runs[-1][1] == state:
-            runs[-1] = (runs[-1][0] + text, state)
+        if runs and runs[-1][1] == run_state:
+            runs[-1] = (runs[-1][0] + text, run_state)
         else:
-            runs.append((text, state))
+            runs.append((text, run_state))
     return runs
 
 

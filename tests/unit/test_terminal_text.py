@@ -122,6 +122,14 @@ def test_headless_log_and_junit_stay_safe(data: bytes) -> None:
     assert not any(re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]", line) for line in junit.main.stderr)
 
 
+@settings(max_examples=300, deadline=None, database=None)
+@given(hostile_text)
+def test_a_carriage_return_at_the_end_changes_nothing(line: str) -> None:
+    # The trailing `\r` of a `\r\r\n` line end sends the line down the cell
+    # model: both ways of decoding must agree.
+    assert decode_line(line + "\r") == decode_line(line)
+
+
 # Lines a real terminal emulator can be asked about: printable ASCII, the
 # cursor controls the decoder plays out, SGR, and strings it must drop.
 EMULATED = [
@@ -190,6 +198,10 @@ def test_colours_survive_as_fresh_sgr() -> None:
     # Eight-bit CSI is SGR too; a private marker makes it something else.
     assert decode_line("\x9b32mgreen") == [("green", (2, None, 0))]
     assert decode_line("\x1b[>4;2mkeys") == [("keys", PLAIN)]
+
+
+def test_a_tab_moves_the_cursor_without_painting() -> None:
+    assert decode_line("\x1b[41ma\tb") == [("a", (None, 1, 0)), (" " * 7, PLAIN), ("b", (None, 1, 0))]
 
 
 def test_colours_do_not_leak_into_the_next_line() -> None:
