@@ -32,7 +32,6 @@ from textual.worker import Worker, WorkerState
 
 from driver.config import TestConfig
 from driver.errors import ConfigError
-from driver.terminal_text import plain_text
 from driver.events import (
     BlockClosed,
     BlockOpened,
@@ -47,6 +46,7 @@ from driver.events import (
     StatementStarted,
     WaitProgress,
 )
+from driver.terminal_text import plain_text
 from vmtui.bridge import Batch, EventBridge, EventsPending
 from vmtui.keymap import default_keymap_path, load_keymap
 from vmtui.nix import NixBuildCancelled
