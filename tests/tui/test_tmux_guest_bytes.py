@@ -19,6 +19,7 @@ import re
 import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import Iterator
 
@@ -58,8 +59,10 @@ raise RuntimeError(out)
 def session(tmp_path: Path) -> Iterator[Terminal]:
     (tmp_path / "test.py").write_text(SCRIPT)
     (tmp_path / "test.toml").write_text('name = "seabios"\nscript = "test.py"\n[nodes.machine]\n')
+    # Short: the machines' UNIX socket paths live under it.
+    run_tmp = Path(tempfile.mkdtemp(prefix="vt-", dir="/tmp"))
     env = (
-        f"XDG_STATE_HOME={tmp_path / 'state'} XDG_CONFIG_HOME={tmp_path / 'config'} "
+        f"XDG_STATE_HOME={tmp_path / 'state'} XDG_CONFIG_HOME={tmp_path / 'config'} TMPDIR={run_tmp} "
         "QEMU_OPTS='-bios bios-256k.bin'"
     )
     terminal = Terminal(f"env -u COLUMNS -u LINES {env} {VMTUI} {tmp_path / 'test.toml'}", tmp_path)
@@ -73,6 +76,7 @@ def session(tmp_path: Path) -> Iterator[Terminal]:
         for pid in vms:  # only if the test already failed: never leak a VM
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(run_tmp, ignore_errors=True)
 
 
 def modes(terminal: Terminal) -> dict[str, str]:
