@@ -9,7 +9,10 @@ and keeps rendering.
 Prints:
   * lines/s absorbed (target >= 100,000 lines/s),
   * resident memory while 1,000,000 lines stream through a pane whose
-    scrollback is capped at 50,000 lines (should stay flat after the cap).
+    scrollback is capped at 50,000 lines (should stay flat after the cap),
+  * the cost of making guest text safe: the serial reader splitting raw
+    bytes into lines, and decoding lines (plain, coloured, redrawn with
+    `\r`, hostile escapes) into pane segments and into headless output.
 
 Usage: .venv/bin/python benchmarks/bench_console.py [--seconds 3] [--total 1000000]
 """
@@ -21,13 +24,19 @@ import asyncio
 import os
 import threading
 import time
+from typing import Callable
 
 from pathlib import Path
 
+from rich.style import Style
+
 from driver import scratch
 from driver.config import NodeConfig, TestConfig
+from driver.console import ConsoleReader
 from driver.events import ConsoleOutput, EventBus
+from driver.terminal_text import plain_line, terminal_line
 from vmtui.app import VmtuiApp
+from widgets.ansi import AnsiLineDecoder
 
 SCRIPT = Path(__file__).resolve().parents[1] / "tests" / "tui" / "data" / "todos_script.py"
 
@@ -130,6 +139,38 @@ async def memory(total: int) -> None:
         print(f"  peak {peak:.1f} MiB RSS ({peak - before:+.1f} MiB over start); {sent / elapsed:,.0f} lines/s with the UI kept in step")
 
 
+def rate(work: Callable[[], int], seconds: float = 1.0) -> float:
+    """Items per second over repeated calls of `work` (which returns its item count)."""
+    done = 0
+    started = time.perf_counter()
+    while (elapsed := time.perf_counter() - started) < seconds:
+        done += work()
+    return done / elapsed
+
+
+def decoding() -> None:
+    count = 10_000
+    kinds = {
+        "plain": [f"[{n / 1000:>12.6f}] kernel: plain line number {n} with nothing to decode" for n in range(count)],
+        "coloured": list(make_chunk(0) * (count // CHUNK)),
+        "redrawn with \\r": [f"progress {n % 100:>3}%\rprogress 100% line {n}" for n in range(count)],
+        "hostile": [f"\x1bc\x1b[?7l\x1b[2J\x1b]0;title {n}\x07\x1b]8;;http://x/\x1b\\link\x1b]8;;\x1b\\ {n}" for n in range(count)],
+    }
+    decoder = AnsiLineDecoder(Style(color="white", bgcolor="black"))
+    print("making guest text safe (lines/s, one core):")
+    print(f"  {'line kind':<16} {'pane segments':>14} {'headless tty':>14} {'headless plain':>15}")
+    for kind, lines in kinds.items():
+        pane = rate(lambda: len([decoder.decode(line) for line in lines]))
+        tty = rate(lambda: len([terminal_line(line, "2") for line in lines]))
+        plain = rate(lambda: len([plain_line(line) for line in lines]))
+        print(f"  {kind:<16} {pane:>14,.0f} {tty:>14,.0f} {plain:>15,.0f}")
+    for kind in ("coloured", "redrawn with \\r"):
+        data = ("\r\n".join(kinds[kind]) + "\r\n").encode()
+        reader = ConsoleReader(MACHINE, -1, bus=EventBus(), max_lines=50_000)
+        fed = rate(lambda: reader.feed(data) or len(kinds[kind]))
+        print(f"  serial reader, {kind} CRLF lines: {fed:,.0f} lines/s ({fed * len(data) / len(kinds[kind]) / 2**20:,.0f} MiB/s)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=3.0)
@@ -137,6 +178,7 @@ def main() -> None:
     args = parser.parse_args()
     asyncio.run(memory(args.total))  # first, so earlier work does not hide growth
     asyncio.run(throughput(args.seconds))
+    decoding()
 
 
 if __name__ == "__main__":

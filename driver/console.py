@@ -3,8 +3,10 @@
 QEMU runs with `-serial stdio`, so the guest's ttyS0 is QEMU's stdout (its
 stderr is merged in by the machine, so QEMU's own complaints show up here
 too).  One thread per machine reads it in chunks, splits complete lines,
-drops carriage returns, keeps the last `max_lines` lines, and publishes one
-`ConsoleOutput` event per chunk (a flooding guest yields few, large events).
+keeps the last `max_lines` lines (carriage returns dropped, as NixOS does),
+and publishes one `ConsoleOutput` event per chunk (a flooding guest yields
+few, large events) whose lines keep any `\r` not part of a `\r\n`: they are
+raw guest text, which front ends decode with `driver.terminal_text`.
 
 Lines are also queued for `wait_for_text`, which consumes them as NixOS's
 `wait_for_console_text` does: the queue holds every line since the reader
@@ -96,26 +98,31 @@ class ConsoleReader:
 
     def feed(self, chunk: bytes) -> None:
         """Add raw console bytes (the reader thread calls this per chunk)."""
-        text = self._partial + self._decoder.decode(chunk).replace("\r", "")
+        # A `\r\n` split across two reads meets again here: the partial line keeps its `\r`.
+        text = (self._partial + self._decoder.decode(chunk)).replace("\r\n", "\n")
         *complete, self._partial = text.split("\n")
         if complete:
-            self._add_lines(complete)
+            self._add_lines(complete, "\r" in text)
 
     def _finish(self) -> None:
-        tail = self._partial + self._decoder.decode(b"", final=True).replace("\r", "")
+        tail = (self._partial + self._decoder.decode(b"", final=True)).replace("\r\n", "\n")
         self._partial = ""
         if tail:
-            self._add_lines([tail])
+            self._add_lines([tail], "\r" in tail)
         with self._changed:
             self._eof = True
             self._changed.notify_all()
         if self._on_eof is not None:
             self._on_eof()
 
-    def _add_lines(self, lines: list[str]) -> None:
+    def _add_lines(self, lines: list[str], has_carriage_return: bool) -> None:
+        # The log and the waits see lines without any `\r`, as NixOS keeps
+        # them; the event keeps a lone `\r`, so a view can show a redrawn
+        # progress line the way a terminal would (the last text drawn wins).
+        kept = [line.replace("\r", "") for line in lines] if has_carriage_return else lines
         with self._changed:
-            self._log.extend(lines)
-            self._unconsumed.extend(lines)
+            self._log.extend(kept)
+            self._unconsumed.extend(kept)
             self._changed.notify_all()
         if self._bus is not None:
             self._bus.publish(ConsoleOutput(self.machine, tuple(lines)))

@@ -46,8 +46,10 @@ def _now() -> float:
 class ConsoleOutput:
     """Complete lines read from a machine's serial console (ttyS0).
 
-    Lines keep their ANSI escapes (a UI may colour them) but lose the line
-    terminator and any carriage return.  A reader publishes one event per
+    Lines are raw guest text: they keep their escapes and any carriage
+    return not part of a `\r\n`, and lose the line terminator.  Never print
+    them as they are: `driver.terminal_text` keeps their text and colours
+    and drops whatever could act on a terminal.  A reader publishes one event per
     chunk it reads, so a flooding guest yields few, large events.
     """
 

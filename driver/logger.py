@@ -207,6 +207,7 @@ class ScriptLogger:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
+    # Newlines only: a lone `\r` (a progress line in guest output) stays in the line.
+    text = str(exc).strip().split("\n") if str(exc).strip() else []
     first = text[0] if text else ""
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__

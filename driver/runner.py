@@ -376,9 +376,9 @@ class ScriptRunner:
             # Not a test failure: maybe a bug below the script; keep the
             # whole traceback at debug level for whoever investigates.
             for chunk in traceback.format_exception(exc):
-                for line in chunk.rstrip("\n").splitlines():
+                for line in chunk.rstrip("\n").split("\n"):
                     log.debug(line)
-        first = message.strip().splitlines()[0] if message.strip() else ""
+        first = message.strip().split("\n")[0] if message.strip() else ""
         one_line = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
         return one_line, (frames[-1].lineno if frames else None)
 

@@ -368,7 +368,7 @@ class Stepper(bdb.Bdb):
             FrameSummary(filename=run.display_filename, line=ln, function=f.f_code.co_name, in_script=True)
             for f, ln in frames
         )
-        message = str(exc).strip().splitlines()
+        message = str(exc).strip().split("\n") if str(exc).strip() else []
         error = f"{type(exc).__name__}: {message[0]}" if message else type(exc).__name__
         self._interaction(frame, error_line or line, "exception", stack=stack, error=error, post_mortem=True)
 

@@ -47,12 +47,14 @@ from driver.events import (
     WaitProgress,
 )
 from driver.stepper import Evaluation
+from driver.terminal_text import plain_text
 from vmtui.bridge import Batch, EventBridge, EventsPending
 from vmtui.keymap import default_keymap_path, load_keymap
 from vmtui.live_app import LiveApp
 from vmtui.messages import ReplAnswered, SessionFailed, SessionOpened, VariablesRead, while_running
 from vmtui.screens.help import HelpScreen, bindings_of
 from vmtui.state_files import BreakpointStore, repl_history_path
+from widgets.ansi import guest_text
 from widgets.console_pane import ConsolePane
 from widgets.console_view import ConsoleView
 from widgets.debugger import BreakpointsView, ReplInput, StackView, VariablesView
@@ -520,6 +522,10 @@ class VmtuiApp(LiveApp):
     def _repl_write(self, text: Text) -> None:
         self.query_one("#repl-log", RichLog).write(text)
 
+    def notify(self, message: str, *, title: str = "", **options: Any) -> None:
+        # Notifications can quote guest output (a shell's error, a rerun's reason).
+        super().notify(plain_text(message), title=plain_text(title), **options)
+
     # -- breakpoints ------------------------------------------------------------------
 
     def _show_breakpoints(self) -> None:
@@ -748,11 +754,12 @@ def repl_text(evaluation: Evaluation) -> Text:
     """
     output = evaluation.output
     if evaluation.failed:
-        return Text(output, style="red")
+        return guest_text(output, style="red")
     value = evaluation.string_value
     if value is not None and "\n" in value and output == repr(value):
-        return Text.assemble((output[0], "dim"), value.rstrip("\n"), (output[0], "dim"))
-    return Text(output)
+        # The string's own text: only its colours may reach the screen.
+        return Text.assemble((output[0], "dim"), guest_text(value.rstrip("\n")), (output[0], "dim"))
+    return guest_text(output)
 
 
 def known_binding_ids() -> set[str]:

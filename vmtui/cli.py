@@ -26,6 +26,7 @@ from typing import NoReturn, Sequence
 
 from driver.config import TestConfig
 from driver.errors import ConfigError, MachineError
+from driver.terminal_text import plain_text
 from vmtui.options import LOG_LEVELS, RunOptions
 
 EXIT_BAD_INPUT = 2
@@ -238,4 +239,5 @@ def _progress(line: str) -> None:
 
 
 def _say(message: str) -> None:
-    print(f"vmtui: {message}", file=sys.stderr, flush=True)
+    # Errors can quote a guest's console (a machine that died at boot).
+    print(f"vmtui: {plain_text(message)}", file=sys.stderr, flush=True)

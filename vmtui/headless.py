@@ -9,6 +9,10 @@ Everything goes to stderr, in the NixOS format:
 
 Blocks are not indented (NixOS nests them by sequence only); serial lines
 are dimmed and errors red when stderr is a terminal, plain otherwise.
+Guest text (serial lines, and messages that quote command output or a
+console tail) goes through `driver.terminal_text` first: on a terminal it
+keeps its colours as fresh SGR sequences and nothing else, in a file or
+pipe it is plain text.
 
 Exit codes: 0 the test passed, 1 it failed (the failing script line is
 printed last), 2 bad input (the CLI prints the one-line reason).
@@ -17,7 +21,6 @@ printed last), 2 bad input (the CLI prints the one-line reason).
 from __future__ import annotations
 
 import linecache
-import re
 import sys
 import threading
 import time
@@ -41,6 +44,7 @@ from driver.events import (
 )
 from driver.record import RunRecord, headless_record_directory
 from driver.runner import RunResult, ScriptRunner, compile_script, find_unknown_node_names
+from driver.terminal_text import plain_line, plain_text, terminal_line
 from vmtui.options import RunOptions
 from vmtui.stderr_budget import SerialBudget, serial_limit_from_env
 
@@ -48,12 +52,14 @@ from vmtui.stderr_budget import SerialBudget, serial_limit_from_env
 # every VM was released, before the runner gives up waiting for it.
 TIMEOUT_GRACE_SECONDS = 30.0
 
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[@-Z\\-_]")
 _RESET = "\x1b[0m"
 _BRIGHT_GREEN = "\x1b[1;32m"
 _RED = "\x1b[31m"
 _YELLOW = "\x1b[33m"
 _DIM = "\x1b[2m"
+# SGR parameters of the styles above, for guest text printed inside them.
+_YELLOW_PARAMETERS = "33"
+_DIM_PARAMETERS = "2"
 
 _LEVELS = {"debug": LogLevel.DEBUG, "info": LogLevel.INFO, "warning": LogLevel.WARNING, "error": LogLevel.ERROR}
 
@@ -93,17 +99,17 @@ class TerminalLog:
         elif isinstance(event, BlockOpened):
             self._open_blocks[event.block_id] = (event.title, event.machine)
             if self.level <= LogLevel.INFO:
-                self._print(self._paint(_BRIGHT_GREEN, event.title), event.machine)
+                self._print(self._paint(_BRIGHT_GREEN, plain_text(event.title)), event.machine)
         elif isinstance(event, BlockClosed):
             title, machine = self._open_blocks.pop(event.block_id, ("?", None))
             if self.level <= LogLevel.INFO:
-                self._print(f"(finished: {title}, in {event.duration:.2f} seconds)", machine)
+                self._print(f"(finished: {plain_text(title)}, in {event.duration:.2f} seconds)", machine)
         elif isinstance(event, ConsoleOutput):
             if self.level <= LogLevel.INFO and self.serial_enabled():
-                lines = [
-                    self._paint(_DIM, f"{event.machine} # {line if self.color else _ANSI.sub('', line)}")
-                    for line in event.lines
-                ]
+                if self.color:
+                    lines = [self._paint(_DIM, f"{event.machine} # {terminal_line(line, _DIM_PARAMETERS)}") for line in event.lines]
+                else:
+                    lines = [f"{event.machine} # {plain_line(line)}" for line in event.lines]
                 if self.serial_budget is not None:
                     lines = self.serial_budget.admit(event.machine, lines)
                 self._write(lines)
@@ -111,16 +117,28 @@ class TerminalLog:
     def _message(self, event: LogMessage) -> None:
         if event.level < self.level and event.level < LogLevel.ERROR:
             return
-        lines = event.message.splitlines() or [""]
         if event.level >= LogLevel.ERROR:
             prefix = self._paint(_RED, "!!! ")
-            self._write([prefix + _prefixed(line, event.machine) for line in lines])
+            self._write([prefix + _prefixed(line, event.machine) for line in self._safe_lines(event.message)])
         elif event.level == LogLevel.WARNING:
+            lines = self._safe_lines(event.message, _YELLOW_PARAMETERS)
             self._write([self._paint(_YELLOW, _prefixed(line, event.machine)) for line in lines])
         elif event.level == LogLevel.DEBUG:
+            lines = self._safe_lines(event.message, _DIM_PARAMETERS)
             self._write([self._paint(_DIM, _prefixed(line, event.machine)) for line in lines])
         else:
-            self._write([_prefixed(line, event.machine) for line in lines])
+            self._write([_prefixed(line, event.machine) for line in self._safe_lines(event.message)])
+
+    def _safe_lines(self, message: str, base: str = "") -> list[str]:
+        """The lines of a message (it may quote guest output), each safe to print in a style."""
+        # Split on newlines only: `str.splitlines` would also split at a lone
+        # `\r`, which the decoder plays out as a terminal does.
+        lines = message.split("\n")
+        if len(lines) > 1 and lines[-1] == "":
+            lines.pop()
+        if self.color:
+            return [terminal_line(line, base) for line in lines]
+        return [plain_line(line) for line in lines]
 
     def _paint(self, style: str, text: str) -> str:
         return f"{style}{text}{_RESET}" if self.color else text
@@ -187,7 +205,7 @@ class JUnitReport:
         with self._lock:
             if isinstance(event, BlockOpened):
                 self._titles[event.block_id] = (event.title, event.machine)
-                self._out(_prefixed(event.title, event.machine))
+                self._out(_prefixed(plain_text(event.title), event.machine))
                 if event.kind == "subtest":
                     case = _Case(event.title.removeprefix("subtest: "))
                     self.cases.append(case)
@@ -197,26 +215,27 @@ class JUnitReport:
                     top = self._stack.pop()
                     top.case.time = max(0.0, event.duration - top.nested_time)
                     if not event.ok:
-                        top.case.failure = event.error or "failed"
+                        top.case.failure = plain_text(event.error or "failed")
                     if self._stack:
                         self._stack[-1].nested_time += event.duration
                 title, machine = self._titles.pop(event.block_id, ("?", None))
-                finished = f"(finished: {title}, in {event.duration:.2f} seconds)"
+                finished = f"(finished: {plain_text(title)}, in {event.duration:.2f} seconds)"
                 self._out(_prefixed(finished, machine))
             elif isinstance(event, ConsoleOutput):
                 for line in event.lines:
-                    self._out(f"{event.machine} # {_ANSI.sub('', line)}")
+                    self._out(f"{event.machine} # {plain_line(line)}")
             elif isinstance(event, ScriptFinished) and not event.ok:
                 # The one-line reason beats the first line of the traceback.
-                self.main.failure = event.error or ("cancelled" if event.cancelled else "failed")
+                self.main.failure = plain_text(event.error or ("cancelled" if event.cancelled else "failed"))
             elif isinstance(event, LogMessage):
                 case = self._current()
-                line = _prefixed(event.message, event.machine)
+                # Control characters are not allowed in XML at all.
+                line = _prefixed(plain_text(event.message), event.machine)
                 if event.level >= LogLevel.ERROR:
                     case.stderr.append(line)
                     self.suite_err.append(line)
                     if case is self.main and self.main.failure is None:
-                        self.main.failure = event.message
+                        self.main.failure = plain_text(event.message)
                 else:
                     self._out(line)
 

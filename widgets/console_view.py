@@ -1,6 +1,7 @@
 """A virtualised view of one serial console: ANSI colours, bounded scrollback, follow mode.
 
-The view stores raw lines only.  A line is decoded (ANSI SGR -> styles) the
+The view stores raw lines only.  A line is decoded (`driver.terminal_text`:
+text and SGR styles, nothing that could act on the terminal) the
 first time it becomes visible and the result is cached, so absorbing a flood
 costs a list extend per batch, and drawing costs only the lines on screen.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 import re
 from typing import ClassVar, Iterable
 
-from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.cache import LRUCache
 from textual.events import Resize
@@ -21,8 +21,10 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widget import Widget
 
-from widgets.ansi import CONTROLS_TO_NONE, AnsiLineDecoder, plain_text
+from widgets.ansi import AnsiLineDecoder, plain_line
 from widgets.textual_hooks import scroll_update
+
+plain_text = plain_line  # the name tests and older callers import
 
 __all__ = ["ConsoleView", "DEFAULT_MAX_LINES", "plain_text"]
 
@@ -222,7 +224,7 @@ class ConsoleView(ScrollView, can_focus=True):
         order = range(start - 1, -1, -1) if backwards else range(start + 1, count)
         search = self._search.search
         for index in order:
-            if search(plain_text(self._lines[index])):
+            if search(plain_line(self._lines[index])):
                 self._current_match = self._first_number + index
                 self.follow = False
                 self._strip_cache.clear()
@@ -266,7 +268,7 @@ class ConsoleView(ScrollView, can_focus=True):
         if cached is not None:
             return cached
         line = self._lines[index]
-        if self._search is not None and self._search.search(plain_text(line)):
+        if self._search is not None and self._search.search(plain_line(line)):
             strip = self._highlighted_strip(line, number, decoder)
         else:
             strip = Strip(*decoder.decode(line))
@@ -276,8 +278,7 @@ class ConsoleView(ScrollView, can_focus=True):
     def _highlighted_strip(self, line: str, number: int, decoder: AnsiLineDecoder) -> Strip:
         # Only lines with a search match take the slower Rich path.
         assert self._search is not None
-        text = Text.from_ansi(line.translate(CONTROLS_TO_NONE), style=decoder.base, no_wrap=True, end="")
-        text.expand_tabs(8)
+        text = decoder.text(line)
         component = "console-view--current-match" if number == self._current_match else "console-view--match"
         text.highlight_regex(self._search, self.get_component_rich_style(component))
         return Strip(text.render(self.app.console), text.cell_len)

@@ -19,6 +19,7 @@ from textual.widgets.option_list import Option
 from textual.markup import escape
 
 from driver.events import FrameSummary
+from driver.terminal_text import plain_text
 from widgets.steady_input import SteadyInput
 
 
@@ -108,7 +109,7 @@ class VariablesView(DataTable[Text]):
         self.clear()
         for name in sorted(values):
             style = "bold" if previous and previous.get(name) != values[name] else ""
-            value = values[name].replace("\n", "⏎")
+            value = plain_text(values[name]).replace("\n", "⏎")
             self.add_row(Text(name, style=style), Text(value, style=style, no_wrap=True), key=name)
 
     def clear_variables(self) -> None:

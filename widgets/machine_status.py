@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from textual.markup import escape
 
 from driver.events import MachineState, MachineStateChanged
+from driver.terminal_text import plain_text
 
 # Theme variables per state, so the state line follows the app's theme.
 _STATE_COLOUR = {
@@ -86,5 +87,5 @@ class MachineStatus:
         if uptime is not None:
             parts.append(f"up {format_duration(uptime) if uptime >= 60 else f'{int(uptime)}s'}")
         if self.detail:
-            parts.append(f"[i]{escape(self.detail)}[/]")
+            parts.append(f"[i]{escape(plain_text(self.detail))}[/]")
         return " · ".join(parts)

@@ -14,13 +14,16 @@ from driver.events import (
     StatementStarted,
     WaitProgress,
 )
+from driver.terminal_text import plain_text
 from widgets.machine_status import format_duration
 
 
 
 def error_summary(text: str | None) -> str:
     """The line of an error text that says what went wrong (a traceback's last)."""
-    stripped = (text or "").strip()
+    # Made plain first: errors quote guest output, whose `\r` and other
+    # controls `splitlines` would take for line ends.
+    stripped = plain_text(text or "").strip()
     return stripped.splitlines()[-1] if stripped else ""
 
 
@@ -101,11 +104,11 @@ class RunStatus(Static):
             "stopped": ("■", "$text-warning"),
             "passed": ("✓", "$text-success"),
         }.get(self.state, ("•", "$text"))
-        parts = [f"[b]{escape(self.title)}[/b]", f"[{colour}]{glyph} {self.state}[/]"]
+        parts = [f"[b]{escape(plain_text(self.title))}[/b]", f"[{colour}]{glyph} {self.state}[/]"]
         if self._line is not None and self.state not in ("passed", "idle"):
             parts.append(f"line {self._line}")
         if self._detail:
-            parts.append(f"[{colour}]{escape(self._detail)}[/]")
+            parts.append(f"[{colour}]{escape(plain_text(self._detail))}[/]")
         if self._waiting:
-            parts.append(f"[$text-warning]◷ {escape(self._waiting)}[/]")
+            parts.append(f"[$text-warning]◷ {escape(plain_text(self._waiting))}[/]")
         self.update("  ·  ".join(parts))

@@ -16,10 +16,11 @@ Why it stays cheap under a flood of output:
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections import deque
 from functools import lru_cache
-from typing import Protocol
+from typing import Any, Callable, Protocol
 
 import pyte
 from rich.segment import Segment
@@ -172,6 +173,29 @@ class _ScrollbackScreen(pyte.Screen):
     def write_process_input(self, data: str) -> None:
         # Answers to device status / attribute queries go back to the program.
         self.responses.append(data)
+
+
+def _tolerant(handler: Callable[..., Any]) -> Callable[..., Any]:
+    parameters = inspect.signature(handler).parameters
+    takes_private = "private" in parameters or any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+
+    def handle(self: pyte.Screen, *args: Any, **options: Any) -> Any:
+        if not takes_private and options.pop("private", False):
+            return None  # an xterm extension pyte lacks: skipped, as a terminal without it does
+        try:
+            return handler(self, *args, **options)
+        except Exception:  # noqa: BLE001 - a malformed sequence is ignored, as terminals do
+            return None
+
+    return handle
+
+
+# pyte 0.8 raises inside its parser on sequences a guest can print at will
+# (`ESC [?1m` passes `private=True` to handlers that do not take it, `ESC [;A`
+# one parameter too many, ...); the exception would end the app, and the
+# parser would be dead anyway.  Every handler the stream calls is wrapped.
+for _name in pyte.Stream.events:
+    setattr(_ScrollbackScreen, _name, _tolerant(getattr(_ScrollbackScreen, _name)))
 
 
 class TerminalView(Widget, can_focus=True):

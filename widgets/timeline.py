@@ -28,6 +28,7 @@ from driver.events import (
     ScriptStarted,
     WaitProgress,
 )
+from driver.terminal_text import plain_text
 from widgets.machine_status import format_duration
 
 
@@ -151,7 +152,7 @@ class Timeline(Tree[_Entry]):
         return self._run_node
 
     def _open_block(self, event: BlockOpened) -> None:
-        entry = _Entry(event.title, event.machine, event.kind, event.script_line)
+        entry = _Entry(plain_text(event.title), event.machine, event.kind, event.script_line)
         parent = self._parent_node(event.parent_id)
         parent.allow_expand = True
         # No expander until a block has something inside it.
@@ -177,7 +178,9 @@ class Timeline(Tree[_Entry]):
         parent = self._block_nodes[self._open_blocks[-1]] if self._open_blocks else self._parent_node(None)
         parent.allow_expand = True
         prefix = f"{event.machine}: " if event.machine else ""
-        node = parent.add_leaf(Text(prefix + event.message, self._component_style(_LEVEL_COMPONENT[event.level])))
+        # Messages quote command output and console tails: text only.
+        message = plain_text(event.message)
+        node = parent.add_leaf(Text(prefix + message, self._component_style(_LEVEL_COMPONENT[event.level])))
         self._follow(node)
 
     def _wait(self, event: WaitProgress) -> None:
@@ -246,9 +249,10 @@ class Timeline(Tree[_Entry]):
         if entry.duration is not None:
             label.append("  " + format_duration(entry.duration), self._component_style("duration"))
         if entry.waiting:
-            label.append("  " + entry.waiting, self._component_style("running"))
+            label.append("  " + plain_text(entry.waiting), self._component_style("running"))
         if entry.error and entry.ok is False:
-            first_line = entry.error.strip().splitlines()[0] if entry.error.strip() else ""
+            error = plain_text(entry.error).strip()
+            first_line = error.splitlines()[0] if error else ""
             label.append("  " + first_line, self._component_style("failed"))
         return label
 

@@ -13,11 +13,22 @@ import termios
 import threading
 from collections.abc import AsyncIterator, Callable
 
+import re
+
+import pyte
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from textual.app import App, ComposeResult
 from textual.widgets import Input
 
-from widgets.terminal_view import TerminalView, key_to_bytes
+from widgets.terminal_view import TerminalView, _ScrollbackScreen, key_to_bytes
+
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+PYTE_FRAGMENTS = [
+    b"\x1b[", b"\x1b[?", b"\x1b]", b"\x1bP", b"\x1b", b"\xc2\x9b", b"\x9b", b";", b"1", b"99999", b"0",
+    b"m", b"r", b"A", b"G", b"H", b"J", b"K", b"h", b"l", b"\r", b"\n", b"\x08", b"\t", b"\x1b#8", b"\x1b(0", "漢".encode(),
+]
 
 
 class PtyBackend:
@@ -236,3 +247,25 @@ async def test_closing_shows_the_reason(term) -> None:  # type: ignore[no-untype
 )
 def test_key_to_bytes(key: str, character: str | None, cursor_mode: bool, expected: bytes | None) -> None:
     assert key_to_bytes(key, character, application_cursor=cursor_mode) == expected
+
+
+async def test_sequences_pyte_cannot_handle_do_not_end_the_app(term) -> None:  # type: ignore[no-untyped-def]
+    # pyte 0.8 raised inside its parser on these (a private variant its handler
+    # does not take, one parameter too many); the app died with a traceback.
+    app, view, pilot = term
+    await type_line(pilot, r"printf '\033[?1m\033[?5r\033[;A\033[1;2;3Gstill\n'; echo alive")
+    await wait_for(lambda: "alive" in view.screen_text.splitlines()[-2:][0], "output after the sequences")
+    assert "still" in view.screen_text
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(st.lists(st.one_of(st.sampled_from(PYTE_FRAGMENTS), st.binary(max_size=4)), max_size=40).map(b"".join))
+def test_any_output_leaves_the_shell_screen_parsing_and_free_of_controls(data: bytes) -> None:
+    screen = _ScrollbackScreen(20, 5, history=10)
+    stream = pyte.ByteStream(screen)
+    stream.feed(data)
+    # End any string, cancel any sequence, back to ASCII, then text at the top left.
+    stream.feed(b"\x07\x1b\\\x18\x1b(B\x0f\x1b[0m\x1b[H\x1b[2Kok")
+    assert screen.buffer[0][0].data + screen.buffer[0][1].data == "ok"
+    for row in [*screen.buffer.values(), *screen.history]:
+        assert not any(CONTROL.search(char.data) for char in row.values())
