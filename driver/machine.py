@@ -91,6 +91,16 @@ class MachineLogger(Protocol):
     def warning(self, msg: str, machine: str | None = None) -> None: ...
 
 
+def display_available() -> bool:
+    """Whether QEMU could open a window, by the NixOS driver's rule (§3.1).
+
+    Without one the driver appends `-nographic`.  A graphical node keeps its
+    VGA card either way: its screen is read with screendumps, so the screen
+    pane and OCR never need a QEMU window.
+    """
+    return any(name in os.environ for name in ("DISPLAY", "WAYLAND_DISPLAY"))
+
+
 def describe_exit(returncode: int) -> str:
     """'QEMU exited with status 1' / 'QEMU was killed by signal 9 (SIGKILL)'."""
     if returncode < 0:
@@ -300,7 +310,7 @@ class Machine:
         extra += ["-device", "virtio-rng-pci", "-serial", "stdio"]
         if not self.allow_reboot:
             extra.append("-no-reboot")
-        if "DISPLAY" not in os.environ:
+        if not display_available():
             extra.append("-nographic")
         try:
             words = shlex.split(self.start_command)

@@ -132,6 +132,7 @@ def _build_tiny(build: NodeBuild, image: Any) -> Path:
         memory_mb=build.memory_mb or 256,
         files=build.files or None,
         boot_script=build.boot,
+        graphics=bool(build.options.get("graphics", False)),
     )
 
 
@@ -160,7 +161,7 @@ def _build_systemd(build: NodeBuild, image: Any) -> Path:
 
 
 GUEST_FLAVOURS: dict[str, GuestFlavour] = {
-    "tiny": GuestFlavour("tiny", _prepare_tiny, _build_tiny),
+    "tiny": GuestFlavour("tiny", _prepare_tiny, _build_tiny, extra_keys=frozenset({"graphics"})),
     "systemd": GuestFlavour("systemd", _prepare_systemd, _build_systemd, extra_keys=frozenset({"packages"})),
 }
 DEFAULT_FLAVOUR = "tiny"
@@ -319,6 +320,10 @@ def _parse_node(name: str, raw: Any, base: Path, fail: Callable[[str], ConfigErr
         if not isinstance(packages, list) or not all(isinstance(p, str) and p for p in packages):
             raise fail(f"{where}: 'packages' must be a list of Debian package names")
         options["packages"] = tuple(packages)
+    if "graphics" in raw:
+        if not isinstance(raw["graphics"], bool):
+            raise fail(f"{where}: 'graphics' must be true or false")
+        options["graphics"] = raw["graphics"]
     return NodeSpec(
         name=name, guest=guest, vlans=vlans, memory_mb=memory, boot=boot, files=files, options=options
     )

@@ -46,6 +46,11 @@ FAST_BOOT_PARAMS = (
     "pci=noacpi",
 )
 
+# Left out on a graphical node: the screen needs its keyboard (send_key, the
+# screen pane), and without ACPI's view of the PCI windows the kernel finds
+# no room for the VGA card's 16 MiB framebuffer.
+_NOT_FOR_GRAPHICS = ("i8042.nokbd", "pci=noacpi")
+
 # Filesystems init mounts over the initramfs: files placed below them vanish.
 _MOUNTED_AT_BOOT = ("/tmp", "/run", "/dev", "/proc", "/sys")
 # Directories of the base image whose mode is not the default 0755.
@@ -63,8 +68,12 @@ def write_start_script(
     extra_kernel_params: str = "",
     files: Mapping[str, bytes] | None = None,
     boot_script: str | None = None,
+    graphics: bool = False,
 ) -> Path:
     """Write `<out_dir>/bin/run-<name>-vm` and return its path.
+
+    `graphics` gives the node a VGA screen with its console and a root
+    shell on it (tty1), and its keyboard.
 
     `files` (guest path -> content) and `boot_script` (run by bash at boot,
     as /etc/vmtui/boot.sh) travel in a small per-node cpio archive appended
@@ -98,6 +107,7 @@ def write_start_script(
         initrd=initrd,
         memory_mb=memory_mb,
         extra_kernel_params=extra_kernel_params,
+        graphics=graphics,
     )
     path = bin_dir / f"run-{name}-vm"
     path.write_text(script)
@@ -143,16 +153,22 @@ def start_script_text(
     initrd: Path,
     memory_mb: int = 256,
     extra_kernel_params: str = "",
+    graphics: bool = False,
 ) -> str:
     """The bash text of a start script (see write_start_script)."""
     q = shlex.quote
     hosts_param = ",".join(f"{h.name}:{h.node_number}:{h.vlan}" for h in hosts)
+    boot_params = FAST_BOOT_PARAMS
+    if graphics:
+        boot_params = tuple(p for p in FAST_BOOT_PARAMS if p not in _NOT_FOR_GRAPHICS)
     kernel_params = [
         "console=ttyS0",
         "panic=1",
-        *FAST_BOOT_PARAMS,
+        *boot_params,
         f"vmtui.hostname={name}",
     ]
+    if graphics:
+        kernel_params.append("vmtui.graphics")
     if hosts_param:
         kernel_params.append(f"vmtui.hosts={hosts_param}")
     if extra_kernel_params.strip():
@@ -174,4 +190,5 @@ fi
         initrd=initrd,
         kernel_params=kernel_params,
         devices_last=[f"-drive if=none,id=vmstate,format=qcow2,file={vmstate}"],
+        graphics=graphics,
     )

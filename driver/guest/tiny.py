@@ -64,6 +64,13 @@ GUEST_MODULES = (
     "9p",
 )
 
+# Loaded only on a graphical node (`vmtui.graphics` on the kernel command
+# line), after GUEST_MODULES: the DRM driver of QEMU's standard VGA, which
+# gives the console a framebuffer.  The guest boots through PVH, so the
+# kernel's text-mode VGA console never learns the screen's geometry; a
+# framebuffer console needs no firmware help.
+GRAPHICS_MODULES = ("bochs",)
+
 # Images not used for this long are deleted when another one is built.
 STALE_IMAGE_SECONDS = 24 * 3600
 
@@ -168,6 +175,7 @@ def _cache_key(deb_files: dict[str, str]) -> str:
         "debs": sorted(deb_files.values()),
         "init": init_script(),
         "modules": list(GUEST_MODULES),
+        "graphics_modules": list(GRAPHICS_MODULES),
         "etc": _etc_files(),
     }
     digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode())
@@ -352,12 +360,19 @@ def _find_library(tree: Path, soname: str) -> tuple[str, Path]:
 
 def _add_modules(cpio: CpioWriter, tree: Path, kernel_version: str) -> None:
     modules_root = tree / "lib" / "modules" / kernel_version
-    load_list = []
-    for module in resolve_modules(modules_root / "kernel", GUEST_MODULES):
-        guest_path = "/" + str(module.relative_to(tree))
-        cpio.add_file(guest_path, _without_signature(module.read_bytes()), 0o644)
-        load_list.append(guest_path)
-    cpio.add_file("etc/vmtui/modules", ("\n".join(load_list) + "\n").encode())
+    base = resolve_modules(modules_root / "kernel", GUEST_MODULES)
+    graphics = [
+        module
+        for module in resolve_modules(modules_root / "kernel", GRAPHICS_MODULES)
+        if module not in base
+    ]
+    for list_name, modules in (("modules", base), ("modules-graphics", graphics)):
+        load_list = []
+        for module in modules:
+            guest_path = "/" + str(module.relative_to(tree))
+            cpio.add_file(guest_path, _without_signature(module.read_bytes()), 0o644)
+            load_list.append(guest_path)
+        cpio.add_file(f"etc/vmtui/{list_name}", ("\n".join(load_list) + "\n").encode())
 
 
 _SIGNATURE_MAGIC = b"~Module signature appended~\n"

@@ -57,6 +57,8 @@ class NodeSpec:
     command_prefix: str = ""
     allow_reboot: bool = False
     connect_timeout: float = CONNECT_TIMEOUT
+    # A VGA screen with a root shell on tty1 (`graphics = true` in a spec).
+    graphics: bool = False
 
 
 @dataclass
@@ -98,6 +100,7 @@ class VMNetwork:
                     extra_kernel_params=spec.extra_kernel_params,
                     files=spec.files,
                     boot_script=spec.boot_script,
+                    graphics=spec.graphics,
                 )
                 command = f"{spec.command_prefix} {script}".strip()
                 self.machines[name] = Machine(
