@@ -39,12 +39,12 @@ import time
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator, Protocol
 
-from driver import polling, processes
+from driver import ocr, polling, processes, screen
 from driver.backdoor import Backdoor, ShellRestarted
 from driver.console import ConsoleReader
 from driver.errors import BackdoorTimeout, MachineDied, MachineError, RequestedAssertionFailed, ScriptCancelled
-from driver.events import EventBus, MachineState, MachineStateChanged, WaitProgress
-from driver.monitor import Monitor, key_name, ppm_to_png
+from driver.events import EventBus, MachineState, MachineStateChanged, ScreenCaptured, WaitProgress
+from driver.monitor import Monitor, key_name
 from driver.qmp import QMPConnection
 
 # How long the guest may take from QEMU's start to the backdoor marker.
@@ -73,10 +73,6 @@ SPARE_CHANNELS = (1, 2, 3)
 # Path limit of a UNIX socket address (sun_path).
 _MAX_SOCKET_PATH = 107
 
-_NO_OCR = (
-    "is not supported by vmtui (no OCR); use screenshot() to look at the screen, "
-    "or wait_for_console_text() / get_tty_text() for text"
-)
 
 
 class MachineLogger(Protocol):
@@ -999,38 +995,90 @@ class Machine:
             for char in chars:
                 self.send_key(char, delay, log=False)
 
-    def screenshot(self, filename: str) -> None:
-        """Save the screen as PNG (`.png` is added to a name without a dot;
-        a name without `/` goes into the output directory)."""
-        if "." not in filename:
-            filename += ".png"
-        path = Path(filename) if "/" in filename else self.out_dir / filename
-        with self.nested(f"making screenshot {path}"):
-            dump = self.state_dir / "screendump.ppm"
-            with contextlib.suppress(FileNotFoundError):
-                dump.unlink()
+    @contextlib.contextmanager
+    def _screendump(self) -> Iterator[Path]:
+        """Dump the screen through HMP, as NixOS does; the PPM's path, removed afterwards."""
+        with screen.dump_file(self.state_dir, "screendump") as dump:
             answer = self.send_monitor_command(f"screendump {dump}")
             if not dump.exists():
                 raise MachineError(
                     f"{self.name}: screendump failed: {answer.strip() or 'QEMU wrote no image'}"
                 )
-            try:
-                png = ppm_to_png(dump.read_bytes())
-            except ValueError as error:
-                raise MachineError(f"{self.name}: cannot convert the screendump: {error}") from error
-            finally:
-                dump.unlink()
+            yield dump
+
+    def _publish_screen(self, title: str, png: bytes, size: tuple[int, int], path: Path | None = None) -> None:
+        current = getattr(self.logger, "current_block_id", None)
+        block_id = current() if callable(current) else None
+        self.bus.publish(
+            ScreenCaptured(self.name, title, size[0], size[1], png, str(path) if path else None, block_id)
+        )
+
+    def screenshot(self, filename: str) -> None:
+        """Save the screen as PNG (`.png` is added to a name without a dot;
+        a name without `/` goes into the output directory)."""
+        path = screen.screenshot_path(filename, self.out_dir)
+        with self.nested(f"making screenshot {path}", {"image": path.name}):
+            with self._screendump() as dump:
+                try:
+                    frame = screen.frame_from_ppm(dump.read_bytes())
+                except ValueError as error:
+                    raise MachineError(f"{self.name}: cannot convert the screendump: {error}") from error
+            png = frame.png()
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(png)
+            self._publish_screen(f"screenshot {path.name}", png, (frame.width, frame.height), path)
 
     def get_screen_text_variants(self) -> list[str]:
-        raise MachineError(f"{self.name}: get_screen_text_variants() {_NO_OCR}")
+        """What OCR reads on the screen: the plain screenshot and two
+        pre-processed variants (order unspecified, as in NixOS)."""
+        with self._screendump() as dump:
+            return ocr.screen_text_variants(dump)
 
     def get_screen_text(self) -> str:
-        raise MachineError(f"{self.name}: get_screen_text() {_NO_OCR}")
+        """What OCR reads on the plain screenshot."""
+        with self._screendump() as dump:
+            return ocr.screen_text(dump)
 
     def wait_for_text(self, regex: str, timeout: int | float = 900) -> None:
-        raise MachineError(f"{self.name}: wait_for_text() {_NO_OCR}")
+        """Wait until OCR reads text matching `regex` on the screen.
+
+        Each attempt stops at the first variant whose text matches (NixOS
+        reads all three first); the screen it matched on is published.
+        """
+        ocr.require_tesseract()
+        pattern = re.compile(regex)
+
+        def check(last_try: bool) -> bool:
+            with self._screendump() as dump:
+                matched, texts = ocr.first_match(dump, pattern)
+                if matched:
+                    frame = screen.frame_from_ppm(dump.read_bytes())
+                    self._publish_screen(f"matched {regex}", frame.png(), (frame.width, frame.height))
+            if not matched and last_try:
+                self.log(f"Last OCR attempt failed. Text was: {texts}")
+            return matched
+
+        what = f"waiting for {regex} to appear on screen"
+        with self.nested(what):
+            self._poll(what, check, timeout)
+
+    # -- the screen for viewers (no polling callbacks, no log entries) -------------------
+
+    def screen_frame(self) -> screen.Frame:
+        """The screen now, through QMP: for a viewer polling it while a
+        script runs (HMP may be busy with the script's commands)."""
+        client = self.qmp_client
+        if client is None or not client.connected():
+            raise MachineError(f"{self.name}: the machine is not running")
+        return screen.grab_qmp(client.execute, self.state_dir)
+
+    def press_key(self, key: str) -> None:
+        """Press one key (a `sendkey` name such as `ctrl-c`), through QMP,
+        without a log entry: for typing into a screen viewer."""
+        client = self.qmp_client
+        if client is None or not client.connected():
+            raise MachineError(f"{self.name}: the machine is not running")
+        client.execute("human-monitor-command", {"command-line": f"sendkey {key_name(key)}"})
 
     def get_tty_text(self, tty: str) -> str:
         """The text on virtual terminal `tty`, folded to its width."""

@@ -1,0 +1,249 @@
+"""Reading text off a screenshot with Tesseract, the way the NixOS driver does.
+
+Facts this follows (reference §2.3): Tesseract runs as
+`tesseract <image> - --oem 2 --psm 11 -c debug_file=/dev/null` (legacy and
+LSTM engines combined; sparse text, because a screen is not a page).  The
+plain screenshot gives `get_screen_text`; `get_screen_text_variants` adds
+two pre-processed images, a positive and a negated one, made by scaling the
+72 dpi screenshot to 300 dpi with a Catmull-Rom filter, then contrast,
+normalise, despeckle, grey, sharpen, three-level posterize, (negate,)
+gamma 100 and a radius-1 blur.  NixOS does that with ImageMagick; here
+Pillow does the same steps in process (`preprocess`).
+
+Unlike NixOS, `first_match` stops as soon as one variant's text matches:
+the other Tesseract processes are killed instead of being waited for.
+Tesseract runs on a pool sized like NixOS's (a quarter of the cores, at
+least one; `NIX_BUILD_CORES` wins over the CPU count).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import re
+import shutil
+import subprocess
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from PIL import Image, ImageEnhance, ImageFilter, ImageOps
+
+from driver.errors import MachineError
+
+OCR_ENGINE_MODE = 2
+PAGE_SEGMENTATION_MODE = 11
+# A Tesseract run on a full screen takes seconds under load; this only
+# guards against a hung process.
+TESSERACT_TIMEOUT = 300.0
+# Screenshots are taken as if at 72 dpi and read at 300 dpi, as in NixOS.
+_SOURCE_DPI = 72
+_TARGET_DPI = 300
+
+
+class OcrCancelled(Exception):
+    """The pass was closed before this variant finished (an earlier one matched)."""
+
+
+def tesseract_command(image: Path) -> list[str]:
+    """The argv NixOS runs for one image (text on stdout)."""
+    return [
+        "tesseract",
+        str(image),
+        "-",
+        "--oem",
+        str(OCR_ENGINE_MODE),
+        "-c",
+        "debug_file=/dev/null",
+        "--psm",
+        str(PAGE_SEGMENTATION_MODE),
+    ]
+
+
+def require_tesseract() -> None:
+    """Raise MachineError (one line, NixOS's wording) when Tesseract is missing."""
+    if shutil.which("tesseract") is None:
+        raise MachineError("OCR requested but `tesseract` is not available (install tesseract-ocr)")
+
+
+def worker_count() -> int:
+    """Parallel Tesseract runs: a quarter of the cores, at least one (as NixOS)."""
+    configured = os.environ.get("NIX_BUILD_CORES")
+    try:
+        cores = int(configured) if configured else (os.cpu_count() or 1)
+    except ValueError:
+        cores = os.cpu_count() or 1
+    return max(1, cores // 4)
+
+
+def preprocess(screenshot: Path, negate: bool) -> Path:
+    """Write the positive or negated OCR variant next to `screenshot`; returns its path.
+
+    The steps and their order are NixOS's ImageMagick pipeline, done with
+    Pillow: Pillow's bicubic filter is the Catmull-Rom spline; ImageMagick's
+    mild `-contrast` is a 1.25 contrast factor here; its `-normalize` clips 2% of the darkest and 1% of the lightest pixels;
+    `-despeckle` is approximated by a 3x3 median; `-blur 1x65535` (radius 1,
+    a huge sigma) is a flat 3x3 average.
+    """
+    suffix = "negative" if negate else "positive"
+    out = screenshot.with_name(f"{screenshot.stem}.{suffix}.png")
+    with Image.open(screenshot) as original:
+        image = original.convert("RGB")
+    scale = _TARGET_DPI / _SOURCE_DPI
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    image = image.resize(size, Image.Resampling.BICUBIC)
+    image = ImageEnhance.Contrast(image).enhance(1.25)
+    image = ImageOps.autocontrast(image, cutoff=(2, 1))
+    image = image.filter(ImageFilter.MedianFilter(3))
+    image = image.convert("L")
+    image = image.filter(ImageFilter.UnsharpMask(radius=1, percent=150, threshold=0))
+    image = _posterize(image, 3)
+    if negate:
+        image = ImageOps.invert(image)
+    # Gamma 100 lifts every pixel that is not pure black to (almost) white.
+    image = image.point(lambda value: 0 if value == 0 else round(255 * (value / 255) ** (1 / 100)))
+    image = image.filter(ImageFilter.BoxBlur(1))
+    image.save(out)
+    return out
+
+
+def _posterize(image: Image.Image, levels: int) -> Image.Image:
+    """ImageMagick's `-posterize N`: N evenly spaced levels, nearest wins."""
+    step = 255 / (levels - 1)
+    return image.point(lambda value: round(round(value / step) * step))
+
+
+class _Processes:
+    """The Tesseract processes of one pass, so closing the pass can kill them."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: set[subprocess.Popen[bytes]] = set()
+        self.closed = False
+
+    def run(self, argv: list[str]) -> str:
+        with self._lock:
+            if self.closed:
+                raise OcrCancelled
+            try:
+                process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            except OSError as error:
+                raise MachineError(f"OCR failed: cannot run tesseract: {error.strerror}") from None
+            self._running.add(process)
+        try:
+            stdout, stderr = process.communicate(timeout=TESSERACT_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            raise MachineError(f"OCR failed: tesseract gave no answer in {TESSERACT_TIMEOUT:.0f} seconds") from None
+        finally:
+            with self._lock:
+                self._running.discard(process)
+        if self.closed:
+            raise OcrCancelled
+        if process.returncode != 0:
+            detail = stderr.decode(errors="replace").strip().splitlines()
+            reason = f": {detail[-1]}" if detail else ""
+            raise MachineError(f"OCR failed with exit code {process.returncode}{reason}")
+        return stdout.decode("utf-8", errors="replace")
+
+    def close(self) -> None:
+        with self._lock:
+            self.closed = True
+            running = tuple(self._running)
+        for process in running:
+            try:
+                process.kill()
+            except ProcessLookupError:
+                pass
+
+
+class OcrPass:
+    """OCR of one screenshot: its variants' texts in the order they finish.
+
+    Use as a context manager; leaving it kills what still runs and waits for
+    the worker threads, so no Tesseract outlives the pass.
+    """
+
+    def __init__(self, screenshot: Path, variants: bool = True) -> None:
+        require_tesseract()
+        self._screenshot = screenshot
+        self._variants = variants
+        self._processes = _Processes()
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._futures: set[concurrent.futures.Future[str]] = set()
+
+    def __enter__(self) -> OcrPass:
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=worker_count(), thread_name_prefix="ocr"
+        )
+        # The plain screenshot first: it is the cheapest and usually enough.
+        self._futures.add(self._executor.submit(self._read, self._screenshot))
+        if self._variants:
+            for negate in (False, True):
+                self._futures.add(self._executor.submit(self._read_processed, negate))
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _read(self, image: Path) -> str:
+        return self._processes.run(tesseract_command(image))
+
+    def _read_processed(self, negate: bool) -> str:
+        if self._processes.closed:
+            raise OcrCancelled
+        try:
+            processed = preprocess(self._screenshot, negate)
+        except (OSError, ValueError) as error:
+            raise MachineError(f"Image processing failed: {error}") from None
+        return self._read(processed)
+
+    def __iter__(self) -> Iterator[str]:
+        while self._futures:
+            done, self._futures = concurrent.futures.wait(
+                self._futures, return_when=concurrent.futures.FIRST_COMPLETED
+            )
+            # Futures that finish together keep their submission order.
+            for future in done:
+                yield future.result()
+
+    def close(self) -> None:
+        self._processes.close()
+        for future in self._futures:
+            future.cancel()
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+        self._futures.clear()
+
+
+def screen_text(screenshot: Path) -> str:
+    """The text Tesseract reads on the plain screenshot (`get_screen_text`)."""
+    with OcrPass(screenshot, variants=False) as ocr:
+        return next(iter(ocr))
+
+
+def screen_text_variants(screenshot: Path) -> list[str]:
+    """Every variant's text: plain, positive, negated, in finishing order."""
+    with OcrPass(screenshot, variants=True) as ocr:
+        return list(ocr)
+
+
+def first_match(
+    screenshot: Path, pattern: re.Pattern[str], on_text: Callable[[str], None] | None = None
+) -> tuple[bool, list[str]]:
+    """Read variants until one matches `pattern`; the rest are cancelled.
+
+    Returns whether one matched and the texts read so far (for the message
+    of a failed last attempt).  `on_text` sees each text as it arrives.
+    """
+    texts: list[str] = []
+    with OcrPass(screenshot, variants=True) as ocr:
+        for text in ocr:
+            texts.append(text)
+            if on_text is not None:
+                on_text(text)
+            if pattern.search(text) is not None:
+                return True, texts
+    return False, texts
