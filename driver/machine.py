@@ -1068,7 +1068,7 @@ class Machine:
         """The screen now, through QMP: for a viewer polling it while a
         script runs (HMP may be busy with the script's commands)."""
         client = self.qmp_client
-        if client is None or not client.connected():
+        if client is None or not client.connected:
             raise MachineError(f"{self.name}: the machine is not running")
         return screen.grab_qmp(client.execute, self.state_dir)
 
@@ -1076,7 +1076,7 @@ class Machine:
         """Press one key (a `sendkey` name such as `ctrl-c`), through QMP,
         without a log entry: for typing into a screen viewer."""
         client = self.qmp_client
-        if client is None or not client.connected():
+        if client is None or not client.connected:
             raise MachineError(f"{self.name}: the machine is not running")
         client.execute("human-monitor-command", {"command-line": f"sendkey {key_name(key)}"})
 

@@ -10,6 +10,10 @@ normalise, despeckle, grey, sharpen, three-level posterize, (negate,)
 gamma 100 and a radius-1 blur.  NixOS does that with ImageMagick; here
 Pillow does the same steps in process (`preprocess`).
 
+One difference in the engine: Debian's English model has no data for the
+legacy engine, and Tesseract refuses `--oem 2` without it; the LSTM engine
+alone (`--oem 1`) is used then.
+
 Unlike NixOS, `first_match` stops as soon as one variant's text matches:
 the other Tesseract processes are killed instead of being waited for.
 Tesseract runs on a pool sized like NixOS's (a quarter of the cores, at
@@ -32,6 +36,9 @@ from PIL import Image, ImageEnhance, ImageFilter, ImageOps
 from driver.errors import MachineError
 
 OCR_ENGINE_MODE = 2
+# Debian's `tesseract-ocr-eng` holds only the LSTM model, which the combined
+# mode refuses; then the LSTM engine alone (mode 1) is used, for good.
+LSTM_ONLY_ENGINE_MODE = 1
 PAGE_SEGMENTATION_MODE = 11
 # A Tesseract run on a full screen takes seconds under load; this only
 # guards against a hung process.
@@ -45,14 +52,21 @@ class OcrCancelled(Exception):
     """The pass was closed before this variant finished (an earlier one matched)."""
 
 
-def tesseract_command(image: Path) -> list[str]:
+_engine_mode = OCR_ENGINE_MODE
+
+
+def _legacy_engine_missing(stderr: bytes) -> bool:
+    return b"(legacy) engine requested" in stderr
+
+
+def tesseract_command(image: Path, engine_mode: int | None = None) -> list[str]:
     """The argv NixOS runs for one image (text on stdout)."""
     return [
         "tesseract",
         str(image),
         "-",
         "--oem",
-        str(OCR_ENGINE_MODE),
+        str(_engine_mode if engine_mode is None else engine_mode),
         "-c",
         "debug_file=/dev/null",
         "--psm",
@@ -113,6 +127,10 @@ def _posterize(image: Image.Image, levels: int) -> Image.Image:
     return image.point(lambda value: round(round(value / step) * step))
 
 
+class _LegacyEngineMissing(Exception):
+    """The language data has no model for the legacy engine."""
+
+
 class _Processes:
     """The Tesseract processes of one pass, so closing the pass can kill them."""
 
@@ -120,6 +138,14 @@ class _Processes:
         self._lock = threading.Lock()
         self._running: set[subprocess.Popen[bytes]] = set()
         self.closed = False
+
+    def tesseract(self, image: Path) -> str:
+        global _engine_mode
+        try:
+            return self.run(tesseract_command(image))
+        except _LegacyEngineMissing:
+            _engine_mode = LSTM_ONLY_ENGINE_MODE
+            return self.run(tesseract_command(image, LSTM_ONLY_ENGINE_MODE))
 
     def run(self, argv: list[str]) -> str:
         with self._lock:
@@ -141,6 +167,8 @@ class _Processes:
                 self._running.discard(process)
         if self.closed:
             raise OcrCancelled
+        if process.returncode != 0 and _legacy_engine_missing(stderr):
+            raise _LegacyEngineMissing
         if process.returncode != 0:
             detail = stderr.decode(errors="replace").strip().splitlines()
             reason = f": {detail[-1]}" if detail else ""
@@ -188,7 +216,7 @@ class OcrPass:
         self.close()
 
     def _read(self, image: Path) -> str:
-        return self._processes.run(tesseract_command(image))
+        return self._processes.tesseract(image)
 
     def _read_processed(self, negate: bool) -> str:
         if self._processes.closed:
