@@ -44,6 +44,7 @@ from driver.events import (
     ScriptStarted,
     StatementFinished,
     StatementStarted,
+    ScreenCaptured,
     WaitProgress,
 )
 from vmtui.bridge import Batch, EventBridge, EventsPending
@@ -51,6 +52,7 @@ from vmtui.keymap import default_keymap_path, load_keymap
 from vmtui.nix import NixBuildCancelled
 from vmtui.rebuild import RebuildResult, SourceRebuilder
 from vmtui.rerun import RerunController, RerunMode, SaveOutcome
+from vmtui.screen_pane import ScreenPanes, pixel_image_class
 from vmtui.screens.help import HelpScreen, bindings_of
 from vmtui.state_files import BreakpointStore, repl_history_path
 from vmtui.watch import FileWatcher
@@ -59,6 +61,7 @@ from widgets.console_view import ConsoleView
 from widgets.debugger import BreakpointsView, ReplInput, StackView, VariablesView
 from widgets.run_status import RunStatus, error_summary
 from widgets.script_view import PausedKind, ScriptView
+from widgets.screen_view import ScreenPane, ScreenView
 from widgets.terminal_view import ShellPane, TerminalView
 from widgets.timeline import Timeline
 
@@ -112,6 +115,7 @@ class VmtuiApp(App[int]):
         Binding("z,f12", "toggle_maximize", "Max", id="vmtui.maximize", tooltip="Maximise or restore the focused pane"),
         Binding("exclamation_mark,ctrl+x", "focus_repl", "REPL", id="vmtui.focus_repl", tooltip="Type Python in the paused frame"),
         Binding("o", "open_shell", "Shell", id="vmtui.shell", tooltip="Open a root shell into the focused node (or the first); ctrl+] leaves it"),
+        Binding("g", "toggle_screen", "Screen", id="vmtui.screen", tooltip="Open or close the focused node's screen (or the first's); typed keys go to the VM, ctrl+] leaves it"),
         Binding("k", "checkpoint", "Checkpoint", id="vmtui.checkpoint", show=False, tooltip="Save a checkpoint of every node (at the next statement boundary if one runs)"),
         Binding("u", "rewind", "Rewind", id="vmtui.rewind", show=False, tooltip="Rewind the VMs to just before the cursor's statement, from a checkpoint"),
         Binding("m", "rerun_mode", "Rerun mode", id="vmtui.rerun_mode", show=False, tooltip="Cycle what a save reruns: from the change, everything, the failed subtest, from a checkpoint"),
@@ -181,6 +185,7 @@ class VmtuiApp(App[int]):
         self.pending_restart: dict[str, str] = {}
         self._pending_script: Path | None = None
         self._watch_lock = threading.Lock()
+        self.screens = ScreenPanes(self, lambda name: self.session.driver.machine_named(name))
 
     @staticmethod
     def _read(path: Path) -> str:
@@ -260,6 +265,7 @@ class VmtuiApp(App[int]):
             self._watcher.stop()
         if self._unsubscribe_rerun is not None:
             self._unsubscribe_rerun()
+        self.screens.close_all()
 
     def _title_panes(self) -> None:
         script = self.config.script_path.name
@@ -661,7 +667,7 @@ class VmtuiApp(App[int]):
     def _focused_machine(self) -> str | None:
         node = self.focused
         while node is not None:
-            if isinstance(node, (ConsolePane, ShellPane)):
+            if isinstance(node, (ConsolePane, ShellPane, ScreenPane)):
                 return node.machine
             node = node.parent  # type: ignore[assignment]
         return None
@@ -678,6 +684,21 @@ class VmtuiApp(App[int]):
         consoles.display = True
         consoles.mount(pane)
         self._open_shell(pane)
+
+    def action_toggle_screen(self, machine: str | None = None) -> None:
+        if self.session is None:
+            self.notify("the machines are not ready yet", severity="warning", timeout=2)
+            return
+        machine = machine or self._focused_machine() or (self.config.nodes[0].name if self.config.nodes else None)
+        if machine is None:
+            return
+        open_pane = next((pane for pane in self.query(ScreenPane) if pane.machine == machine), None)
+        if open_pane is not None:
+            self.screens.close(open_pane)
+            return
+        consoles = self.query_one("#consoles")
+        consoles.display = True
+        self.screens.open(machine, consoles)
 
     @work(thread=True, group="shell", exit_on_error=False, name="open shell")
     def _open_shell(self, pane: ShellPane) -> None:
@@ -751,7 +772,7 @@ class VmtuiApp(App[int]):
         if isinstance(event, MachineStateChanged):
             self.pane_for(event.machine).apply_state(event)
             return
-        if isinstance(event, (BlockOpened, BlockClosed, LogMessage)):
+        if isinstance(event, (BlockOpened, BlockClosed, LogMessage, ScreenCaptured)):
             self.query_one(Timeline).apply(event)
             return
         if isinstance(event, WaitProgress):
@@ -1050,6 +1071,7 @@ class VmtuiApp(App[int]):
             ("Breakpoints list", BreakpointsView),
             ("REPL line", ReplInput),
             ("Shell pane", TerminalView),
+            ("Screen pane", ScreenView),
         ]
 
     async def action_quit(self) -> None:
@@ -1074,6 +1096,7 @@ class VmtuiApp(App[int]):
         for index, pane in enumerate(self.panes, 1):
             yield SystemCommand(f"Console: {pane.machine}", f"Focus {pane.machine}'s console", partial(self.action_focus_console, index))
             yield SystemCommand(f"Shell: {pane.machine}", f"Open a root shell into {pane.machine}", partial(self.action_open_shell, pane.machine))
+            yield SystemCommand(f"Screen: {pane.machine}", f"Open or close {pane.machine}'s screen", partial(self.action_toggle_screen, pane.machine))
 
 
 # Seconds an orderly exit after a signal may take (VM shutdown included).
@@ -1142,6 +1165,8 @@ def run_tui(config: TestConfig, options: Any) -> int:
     except ConfigError as exc:
         print(f"vmtui: {exc}", file=sys.stderr)
         return 2
+    # Asking the terminal about graphics works only before Textual owns it.
+    app.screens.pixel_class = pixel_image_class()
     try:
         status = app.run()
     finally:

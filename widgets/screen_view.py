@@ -19,6 +19,7 @@ The view knows nothing about where pictures come from: its owner calls
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from PIL import Image
@@ -26,7 +27,9 @@ from rich.segment import Segment
 from rich.style import Style
 from textual import events
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Vertical
+from textual.screen import ModalScreen
 from textual.geometry import Size
 from textual.strip import Strip
 from textual.widget import Widget
@@ -158,6 +161,26 @@ class ScreenView(Widget, can_focus=True):
         self._picture_width = 0
         # Frames drawn since the view was made (for tests and the benchmark).
         self.frames_shown = 0
+        # Told when the view appears on or leaves the screen, and when its
+        # size changes: its owner polls the machine only while it is seen.
+        self.visibility_changed: Callable[[bool], None] | None = None
+        self.resized: Callable[[], None] | None = None
+
+    def on_show(self) -> None:
+        if self.visibility_changed is not None:
+            self.visibility_changed(True)
+
+    def on_hide(self) -> None:
+        if self.visibility_changed is not None:
+            self.visibility_changed(False)
+
+    def on_unmount(self) -> None:
+        if self.visibility_changed is not None:
+            self.visibility_changed(False)
+
+    def on_resize(self) -> None:
+        if self.resized is not None:
+            self.resized()
 
     def cell_pixels(self, width: int, height: int) -> tuple[int, int]:
         """The picture size `show` wants for a screen of width x height pixels."""
@@ -240,9 +263,11 @@ class ScreenPane(Vertical):
         self.machine = machine
         self._pixel_class = pixel_class
         self.screen_size: tuple[int, int] | None = None
+        # Made here, not in compose: the owner wires it up right after mounting.
+        self._view = ScreenView()
 
     def compose(self) -> ComposeResult:
-        yield ScreenView()
+        yield self._view
         if self._pixel_class is not None:
             pixels = self._pixel_class(classes="pixels")
             pixels.display = False
@@ -254,7 +279,7 @@ class ScreenPane(Vertical):
 
     @property
     def view(self) -> ScreenView:
-        return self.query_one(ScreenView)
+        return self._view
 
     @property
     def uses_pixels(self) -> bool:
@@ -277,3 +302,56 @@ class ScreenPane(Vertical):
 
     def show_message(self, message: str) -> None:
         self.border_subtitle = message
+
+
+class ScreenPictureScreen(ModalScreen[None]):
+    """One recorded screen picture, full size in half-blocks; any of Escape, q, Enter closes it."""
+
+    BINDINGS = [
+        Binding("escape,q,enter", "dismiss", "Close", show=False),
+    ]
+
+    DEFAULT_CSS = """
+    ScreenPictureScreen {
+        align: center middle;
+        & > Vertical {
+            width: 90%;
+            height: 90%;
+            border: round $accent;
+            border-title-color: $text;
+            border-subtitle-color: $text-muted;
+        }
+    }
+    """
+
+    def __init__(self, title: str, machine: str, png: bytes) -> None:
+        super().__init__()
+        self._title = title
+        self._machine = machine
+        import io
+
+        with Image.open(io.BytesIO(png)) as picture:
+            self._picture = picture.convert("RGB")
+
+    def compose(self) -> ComposeResult:
+        with Vertical() as box:
+            box.border_title = f"[b]{self._machine}[/b]: {self._title}"
+            box.border_subtitle = "escape: close"
+            view = ScreenView()
+            view.can_focus = False  # a recorded picture takes no keys
+            yield view
+
+    def on_resize(self) -> None:
+        self.call_after_refresh(self._draw)
+
+    def on_mount(self) -> None:
+        self.call_after_refresh(self._draw)
+
+    def _draw(self) -> None:
+        view = self.query_one(ScreenView)
+        size = view.cell_pixels(self._picture.width, self._picture.height)
+        if size[0] > 0:
+            view.show(self._picture.resize(size, Image.Resampling.BOX))
+
+    async def action_dismiss(self, result: None = None) -> None:
+        self.dismiss(result)
