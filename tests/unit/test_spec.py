@@ -76,6 +76,8 @@ def test_defaults(tmp_path: Path) -> None:
         ('script = "test.py"\n[nodes.a]\nmemory = 16\n', "at least 64"),
         ('script = "test.py"\n[nodes.a]\nboot = 3\n', "'boot' must be a string"),
         ('script = "test.py"\n[nodes.a]\npackages = ["nginx"]\n', "'packages' does not apply to guest = 'tiny'"),
+        ('script = "test.py"\n[nodes.a]\ngraphics = "yes"\n', "'graphics' must be true or false"),
+        ('script = "test.py"\n[nodes.a]\nguest = "systemd"\ngraphics = true\n', "'graphics' does not apply to guest = 'systemd'"),
         ('script = "test.py"\nglobal_timeout = -1\n[nodes.a]\n', "positive number"),
         ('script = "test.py"\nglobal_timeout = true\n[nodes.a]\n', "positive number"),
         ('script = "test.py"\nvlans = [2]\n[nodes.a]\n', "lacks VLAN(s) 1"),
@@ -101,6 +103,11 @@ def test_a_missing_spec_file(tmp_path: Path) -> None:
 def test_systemd_nodes_take_packages(tmp_path: Path) -> None:
     spec = parse_spec(write_spec(tmp_path, 'script = "test.py"\n[nodes.db]\nguest = "systemd"\npackages = ["postgresql"]\n'))
     assert spec.nodes[0].options == {"packages": ("postgresql",)}
+
+
+def test_tiny_nodes_take_graphics(tmp_path: Path) -> None:
+    spec = parse_spec(write_spec(tmp_path, 'script = "test.py"\n[nodes.desk]\ngraphics = true\n[nodes.b]\n'))
+    assert [node.options for node in spec.nodes] == [{}, {"graphics": True}]
 
 
 def test_start_command_paths_are_relative_to_the_spec(tmp_path: Path) -> None:
