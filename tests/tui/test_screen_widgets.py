@@ -1,0 +1,76 @@
+"""The screen pane's widgets on their own: drawing, real-pixel mode, keys."""
+
+from __future__ import annotations
+
+from PIL import Image
+from textual.app import App, ComposeResult
+from textual.widgets import Input
+
+from widgets.screen_view import ScreenPane, ScreenView
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.keys: list[str] = []
+
+    def press_key(self, key: str) -> None:
+        self.keys.append(key)
+
+
+class PaneApp(App[None]):
+    def __init__(self, pixel_class: type | None = None) -> None:
+        super().__init__()
+        self.pixel_class = pixel_class
+
+    def compose(self) -> ComposeResult:
+        yield ScreenPane("desk", pixel_class=self.pixel_class)
+        yield Input(id="after")
+
+
+def picture() -> Image.Image:
+    image = Image.new("RGB", (40, 20), "black")
+    image.paste((200, 200, 200), (5, 4, 30, 8))
+    return image
+
+
+async def test_a_picture_is_drawn_in_half_blocks() -> None:
+    app = PaneApp()
+    async with app.run_test(size=(60, 20)) as pilot:
+        pane = app.query_one(ScreenPane)
+        size = pane.view.cell_pixels(1280, 800)
+        assert size[0] <= pane.view.size.width and size[1] <= 2 * pane.view.size.height
+        pane.show_frame((1280, 800), picture())
+        await pilot.pause()
+        assert pane.view.frames_shown == 1
+        assert "1280×800" in str(pane.border_subtitle)
+        row = pane.view.render_line(3)
+        assert "▀" in row.text
+
+
+async def test_keys_go_to_the_target_and_ctrl_bracket_leaves() -> None:
+    app = PaneApp()
+    async with app.run_test(size=(60, 20)) as pilot:
+        view = app.query_one(ScreenView)
+        target = Recorder()
+        view.target = target
+        view.focus()
+        await pilot.press("l", "s", "enter", "ctrl+c", "f2", "A")
+        assert target.keys == ["l", "s", "ret", "ctrl-c", "f2", "A"]
+        await pilot.press("ctrl+right_square_bracket")
+        assert app.focused is app.query_one("#after")
+        assert target.keys[-1] == "A"
+
+
+async def test_real_pixel_mode_hands_the_picture_to_textual_image() -> None:
+    from textual_image.widget import HalfcellImage
+
+    app = PaneApp(pixel_class=HalfcellImage)
+    async with app.run_test(size=(60, 20)) as pilot:
+        pane = app.query_one(ScreenPane)
+        assert pane.uses_pixels
+        shown = picture()
+        pane.show_frame((1280, 800), shown)
+        await pilot.pause()
+        pixels = pane.query_one(HalfcellImage)
+        assert pixels.display and pixels.image is shown
+        assert pane.view.frames_shown == 1
