@@ -5,7 +5,8 @@ takes a QMP screendump every `FRAME_INTERVAL`, and hands on a frame only
 when its digest differs from the last one, so an idle screen costs one
 dump and one hash per tick and nothing on the UI thread.  `ScreenPanes` is
 the app's glue: opens a pane for a node, runs its feed in a thread worker,
-scales each new frame there, and draws it on the UI thread.
+scales each new frame there, and offers it to the pane, which draws the
+newest offered picture on the UI thread.
 
 Real pixels (Kitty's graphics protocol, Sixel) need `textual-image` to ask
 the terminal what it supports before Textual starts; `pixel_image_class`
@@ -153,12 +154,11 @@ class ScreenPanes:
         pane = ScreenPane(machine_name, pixel_class=self.pixel_class)
         parent.mount(pane)
         machine = self._find_machine(machine_name)
-        pane.view.target = _KeySender(machine, lambda message: self._app.call_from_thread(
-            self._app.notify, message, title=f"screen of {machine_name}", severity="error", timeout=4))
+        pane.view.target = _KeySender(machine, pane.offer_message)
         feed = ScreenFeed(
             machine.screen_frame,
             lambda frame: self._deliver(pane, frame),
-            lambda message: self._call_ui(pane.show_message, message),
+            pane.offer_message,
         )
         self.feeds[machine_name] = feed
         # Frames only while the pane is on screen (not behind a maximised
@@ -182,22 +182,15 @@ class ScreenPanes:
             feed.stop()
         self.feeds.clear()
 
-    def _call_ui(self, callback: Callable[..., Any], *args: Any) -> None:
-        try:
-            self._app.call_from_thread(callback, *args)
-        except RuntimeError:
-            pass  # the app is shutting down
-
     def _deliver(self, pane: Any, frame: Frame) -> None:
         # In the feed's thread: scaling is the costly part, kept off the UI thread.
         if pane.uses_pixels:
             size = (frame.width, frame.height)
         else:
             size = pane.view.cell_pixels(frame.width, frame.height)
-        picture = scaled_picture(frame, size)
-        # call_from_thread waits for the UI to draw it: a busy UI slows the
-        # feed down instead of piling frames up.
-        self._call_ui(pane.show_frame, (frame.width, frame.height), picture)
+        # Never waits for the UI (so no feed can hang an exiting app); a busy
+        # UI draws only the newest picture.
+        pane.offer((frame.width, frame.height), scaled_picture(frame, size))
 
 
 class _KeySender:

@@ -19,18 +19,20 @@ The view knows nothing about where pictures come from: its owner calls
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from PIL import Image
 from rich.segment import Segment
 from rich.style import Style
-from textual import events
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.geometry import Size
+from textual.message import Message
 from textual.strip import Strip
 from textual.widget import Widget
 
@@ -265,6 +267,44 @@ class ScreenPane(Vertical):
         self.screen_size: tuple[int, int] | None = None
         # Made here, not in compose: the owner wires it up right after mounting.
         self._view = ScreenView()
+        # The newest picture offered from another thread, not yet drawn.
+        self._offer_lock = threading.Lock()
+        self._offered: tuple[tuple[int, int], Image.Image] | None = None
+
+    class PictureOffered(Message):
+        """A picture waits in the pane's slot."""
+
+    class MessageOffered(Message):
+        def __init__(self, text: str) -> None:
+            super().__init__()
+            self.text = text
+
+    def offer(self, screen_size: tuple[int, int], picture: Image.Image) -> None:
+        """Thread safe, never blocks: draw this picture soon.
+
+        Pictures offered faster than the UI draws them replace each other:
+        the UI draws only the newest, and the offering thread never waits.
+        """
+        with self._offer_lock:
+            pending = self._offered is not None
+            self._offered = (screen_size, picture)
+        if not pending:
+            self.post_message(self.PictureOffered())
+
+    def offer_message(self, text: str) -> None:
+        """Thread safe: say why there is no picture."""
+        self.post_message(self.MessageOffered(text))
+
+    @on(PictureOffered)
+    def _draw_offered(self, _message: PictureOffered) -> None:
+        with self._offer_lock:
+            offered, self._offered = self._offered, None
+        if offered is not None:
+            self.show_frame(*offered)
+
+    @on(MessageOffered)
+    def _say_offered(self, message: MessageOffered) -> None:
+        self.show_message(message.text)
 
     def compose(self) -> ComposeResult:
         yield self._view

@@ -74,3 +74,28 @@ async def test_real_pixel_mode_hands_the_picture_to_textual_image() -> None:
         pixels = pane.query_one(HalfcellImage)
         assert pixels.display and pixels.image is shown
         assert pane.view.frames_shown == 1
+
+
+async def test_pictures_offered_from_a_thread_draw_the_newest() -> None:
+    import threading
+
+    app = PaneApp()
+    async with app.run_test(size=(60, 20)) as pilot:
+        pane = app.query_one(ScreenPane)
+        older, newer = picture(), Image.new("RGB", (40, 20), (0, 0, 255))
+
+        def offer_both() -> None:
+            pane.offer((40, 20), older)
+            pane.offer((40, 20), newer)
+            pane.offer_message("still here")
+
+        thread = threading.Thread(target=offer_both)
+        thread.start()
+        thread.join()
+        await pilot.pause()
+        await pilot.pause()
+        assert pane.view.frames_shown == 1  # the older one was replaced before it was drawn
+        row = list(pane.view.render_line(1))
+        assert any(seg.style is not None and seg.style.bgcolor is not None
+                   and seg.style.bgcolor.triplet.hex == "#0000ff" for seg in row)
+        assert pane.border_subtitle == "still here"
