@@ -74,7 +74,6 @@ SPARE_CHANNELS = (1, 2, 3)
 _MAX_SOCKET_PATH = 107
 
 
-
 class MachineLogger(Protocol):
     """What a machine needs of the driver's logger (driver.logger.Logger fits)."""
 
