@@ -105,6 +105,12 @@ def test_systemd_nodes_take_packages(tmp_path: Path) -> None:
     assert spec.nodes[0].options == {"packages": ("postgresql",)}
 
 
+def test_the_screen_example_has_a_graphical_node() -> None:
+    spec = parse_spec(EXAMPLES / "screen.toml")
+    assert [(node.name, node.options) for node in spec.nodes] == [("desk", {"graphics": True})]
+    assert spec.script == (EXAMPLES / "screen.py").resolve()
+
+
 def test_tiny_nodes_take_graphics(tmp_path: Path) -> None:
     spec = parse_spec(write_spec(tmp_path, 'script = "test.py"\n[nodes.desk]\ngraphics = true\n[nodes.b]\n'))
     assert [node.options for node in spec.nodes] == [{}, {"graphics": True}]
