@@ -123,10 +123,15 @@ async def shoot_screen(out: Path, size: tuple[int, int], work: Path) -> None:
     try:
         async with app.run_test(size=size) as pilot:
             await wait_until(pilot, lambda: app.query_one(RunStatus).state in ("passed", "failed"), "the screen example")
+            # Colour bands under the text: at terminal size a 1280x800
+            # console's glyphs are a few cells, the bands show the picture.
+            machine = session.driver.machine_named("desk")
+            bands = "".join(f"printf '\\033[{40 + c}m%160s\\n' '' '' '' '' '' '';" for c in range(1, 8))
+            machine.succeed(f"{{ printf '\\033[0m\\n  GRAPHICAL NODES WORK\\n\\n'; {bands} printf '\\033[0m'; }} > /dev/tty1")
             app.pane_for("desk").view.focus()
             await pilot.press("g")
             await wait_until(pilot, lambda: any(p.view.frames_shown for p in app.query(ScreenPane)), "a picture")
-            await pilot.pause(1.0)
+            await pilot.pause(1.5)
             app.save_screenshot("screen.svg", str(out))
             await pilot.press("ctrl+right_square_bracket")
     finally:

@@ -314,7 +314,7 @@ class ScreenPane(Vertical):
             yield pixels
 
     def on_mount(self) -> None:
-        self.border_title = f"[b]screen[/b] {self.machine}"
+        self.border_title = f"[b]{self.machine}[/b] · screen"
         self.border_subtitle = "waiting for a picture..."
 
     @property
