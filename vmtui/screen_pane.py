@@ -25,7 +25,7 @@ from typing import Any
 
 from PIL import Image
 
-from driver.errors import MachineError
+from driver.errors import ConfigError, MachineError
 from driver.screen import Frame
 
 # 4 frames a second: above the 2 the screen pane promises, and a dump of an
@@ -153,10 +153,14 @@ class ScreenPanes:
                 return pane
         pane = ScreenPane(machine_name, pixel_class=self.pixel_class)
         parent.mount(pane)
-        machine = self._find_machine(machine_name)
-        pane.view.target = _KeySender(machine, pane.offer_message)
+        # The machine is looked up for every dump and key: a node restarted
+        # after a rebuild is a new Machine object under the same name.
+        def grab() -> Frame:
+            return self._machine(machine_name).screen_frame()  # type: ignore[no-any-return]
+
+        pane.view.target = _KeySender(lambda key: self._machine(machine_name).press_key(key), pane.offer_message)
         feed = ScreenFeed(
-            machine.screen_frame,
+            grab,
             lambda frame: self._deliver(pane, frame),
             pane.offer_message,
         )
@@ -169,6 +173,12 @@ class ScreenPanes:
         self._app.run_worker(feed.run, thread=True, group="screen", name=f"screen {machine_name}", exit_on_error=False)
         self._app.call_after_refresh(pane.view.focus)
         return pane
+
+    def _machine(self, name: str) -> Any:
+        try:
+            return self._find_machine(name)
+        except (ConfigError, LookupError, AttributeError) as error:
+            raise MachineError(f"{name}: no such machine in this session") from error
 
     def close(self, pane: Any) -> None:
         """Stop the pane's feed and remove it."""
@@ -196,8 +206,8 @@ class ScreenPanes:
 class _KeySender:
     """Sends typed keys to the machine in order, off the UI thread."""
 
-    def __init__(self, machine: Any, on_error: Callable[[str], None]) -> None:
-        self._machine = machine
+    def __init__(self, press: Callable[[str], None], on_error: Callable[[str], None]) -> None:
+        self._press = press
         self._on_error = on_error
         self._lock = threading.Lock()
         self._queue: list[str] = []
@@ -218,6 +228,6 @@ class _KeySender:
                     return
                 key = self._queue.pop(0)
             try:
-                self._machine.press_key(key)
+                self._press(key)
             except MachineError as error:
                 self._on_error(str(error))
