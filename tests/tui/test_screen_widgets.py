@@ -99,3 +99,20 @@ async def test_pictures_offered_from_a_thread_draw_the_newest() -> None:
         assert any(seg.style is not None and seg.style.bgcolor is not None
                    and seg.style.bgcolor.triplet.hex == "#0000ff" for seg in row)
         assert pane.border_subtitle == "still here"
+
+
+async def test_the_view_says_when_it_leaves_and_returns_to_the_screen() -> None:
+    app = PaneApp()
+    async with app.run_test(size=(60, 20)) as pilot:
+        seen: list[bool] = []
+        view = app.query_one(ScreenView)
+        view.visibility_changed = seen.append
+        other = app.query_one("#after")
+        app.screen.maximize(other)  # another pane fills the screen: the picture is hidden
+        await pilot.pause()
+        await pilot.pause()
+        assert seen and seen[-1] is False
+        app.screen.minimize()
+        await pilot.pause()
+        await pilot.pause()
+        assert seen[-1] is True
