@@ -68,6 +68,10 @@ SILENCE_INTERVAL = 30.0
 POLL_MIN = 0.05
 POLL_MAX = 1.0
 POLL_FRACTION = 0.04
+# wait_for_text: seconds into an OCR attempt at which a fresh screenshot's
+# plain text is read too, so text that appears while the slow processed
+# variants of the attempt's screenshot are read is seen early.
+OCR_RETRY_DELAYS = (2.0, 6.0)
 # Spare hvc channels for interactive shells (guest /dev/hvc1..hvc3).
 SPARE_CHANNELS = (1, 2, 3)
 # Path limit of a UNIX socket address (sun_path).
@@ -1005,6 +1009,18 @@ class Machine:
                 )
             yield dump
 
+    @contextlib.contextmanager
+    def _fresh_screendump(self) -> Iterator[Path]:
+        """A dump for an OCR worker thread: straight to the monitor (thread
+        safe), without the polling callbacks, which belong to the script."""
+        with screen.dump_file(self.state_dir, "screendump") as dump:
+            answer = self._require_monitor().send(f"screendump {dump}")
+            if not dump.exists():
+                raise MachineError(
+                    f"{self.name}: screendump failed: {answer.strip() or 'QEMU wrote no image'}"
+                )
+            yield dump
+
     def _publish_screen(self, title: str, png: bytes, size: tuple[int, int], path: Path | None = None) -> None:
         current = getattr(self.logger, "current_block_id", None)
         block_id = current() if callable(current) else None
@@ -1042,20 +1058,24 @@ class Machine:
         """Wait until OCR reads text matching `regex` on the screen.
 
         Each attempt stops at the first variant whose text matches (NixOS
-        reads all three first); the screen it matched on is published.
+        reads all three first), and also reads fresh screenshots a few
+        seconds into the attempt (OCR_RETRY_DELAYS); the screen it matched
+        on is published.
         """
         ocr.require_tesseract()
         pattern = re.compile(regex)
 
         def check(last_try: bool) -> bool:
             with self._screendump() as dump:
-                matched, texts = ocr.first_match(dump, pattern)
-                if matched:
-                    frame = screen.frame_from_ppm(dump.read_bytes())
+                outcome = ocr.first_match(
+                    dump, pattern, fresh=self._fresh_screendump, retry_delays=OCR_RETRY_DELAYS
+                )
+                if outcome.matched:
+                    frame = screen.frame_from_ppm(outcome.fresh_image or dump.read_bytes())
                     self._publish_screen(f"matched {regex}", frame.png(), (frame.width, frame.height))
-            if not matched and last_try:
-                self.log(f"Last OCR attempt failed. Text was: {texts}")
-            return matched
+            if not outcome.matched and last_try:
+                self.log(f"Last OCR attempt failed. Text was: {outcome.texts}")
+            return outcome.matched
 
         what = f"waiting for {regex} to appear on screen"
         with self.nested(what):

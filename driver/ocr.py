@@ -28,7 +28,9 @@ import re
 import shutil
 import subprocess
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageEnhance, ImageFilter, ImageOps
@@ -46,6 +48,10 @@ TESSERACT_TIMEOUT = 300.0
 # Screenshots are taken as if at 72 dpi and read at 300 dpi, as in NixOS.
 _SOURCE_DPI = 72
 _TARGET_DPI = 300
+
+
+# A fresh screenshot for a delayed read (see OcrPass); removed on exit.
+FreshScreenshot = Callable[[], AbstractContextManager[Path]]
 
 
 class OcrCancelled(Exception):
@@ -138,6 +144,7 @@ class _Processes:
         self._lock = threading.Lock()
         self._running: set[subprocess.Popen[bytes]] = set()
         self.closed = False
+        self.closed_event = threading.Event()
 
     def tesseract(self, image: Path) -> str:
         global _engine_mode
@@ -178,6 +185,7 @@ class _Processes:
     def close(self) -> None:
         with self._lock:
             self.closed = True
+            self.closed_event.set()
             running = tuple(self._running)
         for process in running:
             try:
@@ -186,27 +194,54 @@ class _Processes:
                 pass
 
 
+@dataclass(frozen=True)
+class OcrResult:
+    """One variant's text; `fresh_image` holds the bytes of a delayed, fresh
+    screenshot it was read from (None: the pass's own screenshot)."""
+
+    text: str
+    fresh_image: bytes | None = None
+
+
 class OcrPass:
     """OCR of one screenshot: its variants' texts in the order they finish.
+
+    With `fresh` and `retry_delays` (as the newest NixOS driver does), the
+    pass also reads the plain text of a new screenshot after each delay, each
+    in a worker of its own, so text that appears while the slow processed
+    variants of the old screenshot are still being read is seen early.
 
     Use as a context manager; leaving it kills what still runs and waits for
     the worker threads, so no Tesseract outlives the pass.
     """
 
-    def __init__(self, screenshot: Path, variants: bool = True) -> None:
+    def __init__(
+        self,
+        screenshot: Path,
+        variants: bool = True,
+        *,
+        fresh: FreshScreenshot | None = None,
+        retry_delays: Sequence[float] = (),
+    ) -> None:
         require_tesseract()
         self._screenshot = screenshot
         self._variants = variants
+        self._fresh = fresh
+        self._retry_delays = tuple(retry_delays) if fresh is not None else ()
+        self._fresh_lock = threading.Lock()
         self._processes = _Processes()
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._futures: set[concurrent.futures.Future[str]] = set()
+        self._futures: set[concurrent.futures.Future[OcrResult]] = set()
 
     def __enter__(self) -> OcrPass:
         self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=worker_count(), thread_name_prefix="ocr"
+            max_workers=worker_count() + len(self._retry_delays), thread_name_prefix="ocr"
         )
         # The plain screenshot first: it is the cheapest and usually enough.
         self._futures.add(self._executor.submit(self._read, self._screenshot))
+        # Delayed reads before the variants, so none queues behind them.
+        for delay in self._retry_delays:
+            self._futures.add(self._executor.submit(self._read_fresh, delay))
         if self._variants:
             for negate in (False, True):
                 self._futures.add(self._executor.submit(self._read_processed, negate))
@@ -215,10 +250,10 @@ class OcrPass:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def _read(self, image: Path) -> str:
-        return self._processes.tesseract(image)
+    def _read(self, image: Path) -> OcrResult:
+        return OcrResult(self._processes.tesseract(image))
 
-    def _read_processed(self, negate: bool) -> str:
+    def _read_processed(self, negate: bool) -> OcrResult:
         if self._processes.closed:
             raise OcrCancelled
         try:
@@ -227,14 +262,29 @@ class OcrPass:
             raise MachineError(f"Image processing failed: {error}") from None
         return self._read(processed)
 
-    def __iter__(self) -> Iterator[str]:
+    def _read_fresh(self, delay: float) -> OcrResult:
+        assert self._fresh is not None
+        if self._processes.closed_event.wait(delay):
+            raise OcrCancelled
+        # One fresh screenshot at a time: the machine's channels are shared.
+        with self._fresh_lock:
+            if self._processes.closed:
+                raise OcrCancelled
+            with self._fresh() as path:
+                image = path.read_bytes()
+                return OcrResult(self._processes.tesseract(path), image)
+
+    def results(self) -> Iterator[OcrResult]:
+        """Every read as it finishes (a pass that was closed yields no more)."""
         while self._futures:
             done, self._futures = concurrent.futures.wait(
                 self._futures, return_when=concurrent.futures.FIRST_COMPLETED
             )
-            # Futures that finish together keep their submission order.
             for future in done:
                 yield future.result()
+
+    def __iter__(self) -> Iterator[str]:
+        return (result.text for result in self.results())
 
     def close(self) -> None:
         self._processes.close()
@@ -258,20 +308,35 @@ def screen_text_variants(screenshot: Path) -> list[str]:
         return list(ocr)
 
 
+@dataclass(frozen=True)
+class MatchOutcome:
+    """What `first_match` found: whether a text matched, the texts read, and
+    the fresh screenshot (PPM bytes) that matched, if it was not the given one."""
+
+    matched: bool
+    texts: list[str]
+    fresh_image: bytes | None = None
+
+
 def first_match(
-    screenshot: Path, pattern: re.Pattern[str], on_text: Callable[[str], None] | None = None
-) -> tuple[bool, list[str]]:
+    screenshot: Path,
+    pattern: re.Pattern[str],
+    on_text: Callable[[str], None] | None = None,
+    *,
+    fresh: FreshScreenshot | None = None,
+    retry_delays: Sequence[float] = (),
+) -> MatchOutcome:
     """Read variants until one matches `pattern`; the rest are cancelled.
 
-    Returns whether one matched and the texts read so far (for the message
-    of a failed last attempt).  `on_text` sees each text as it arrives.
+    `on_text` sees each text as it arrives; `fresh` and `retry_delays` add
+    delayed reads of new screenshots (see OcrPass).
     """
     texts: list[str] = []
-    with OcrPass(screenshot, variants=True) as ocr:
-        for text in ocr:
-            texts.append(text)
+    with OcrPass(screenshot, variants=True, fresh=fresh, retry_delays=retry_delays) as ocr:
+        for result in ocr.results():
+            texts.append(result.text)
             if on_text is not None:
-                on_text(text)
-            if pattern.search(text) is not None:
-                return True, texts
-    return False, texts
+                on_text(result.text)
+            if pattern.search(result.text) is not None:
+                return MatchOutcome(True, texts, result.fresh_image)
+    return MatchOutcome(False, texts)

@@ -54,6 +54,8 @@ def test_wait_for_text_finds_text_written_to_the_screen(screen_node) -> None:  #
 def test_get_screen_text_returns_the_text(screen_node) -> None:  # type: ignore[no-untyped-def]
     machine = screen_node["desk"]
     _clear_and_write(machine, "MARMALADE HARBOUR")
+    # The framebuffer console reaches the screen a moment after the write.
+    machine.wait_for_text("MARMALADE", timeout=300)
     text = machine.get_screen_text()
     assert "MARMALADE HARBOUR" in text
     variants = machine.get_screen_text_variants()
@@ -87,7 +89,7 @@ def test_send_chars_types_into_the_shell_on_the_screen(screen_node) -> None:  # 
     machine.succeed("rm -f /tmp/typed")
     machine.send_chars("echo Typed-At_The:Keyboard! > /tmp/typed\n")
     machine.wait_until_succeeds("test -s /tmp/typed", timeout=60)
-    assert machine.succeed("cat /tmp/typed") == "Typed-At_The:Keyboard!\n"
+    assert machine.succeed("cat /tmp/typed") == "Typed-At_The:Keyboard!\n", machine.get_screen_text()
 
 
 def test_the_viewer_frame_changes_only_when_the_screen_does(screen_node) -> None:  # type: ignore[no-untyped-def]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -77,17 +80,35 @@ def test_preprocessing_scales_to_300_dpi_in_grey(tmp_path: Path) -> None:
 def test_first_match_stops_at_the_first_matching_variant(tmp_path: Path) -> None:
     picture = console_picture(tmp_path / "screen.png", "LANTERN 42")
     seen: list[str] = []
-    matched, texts = ocr.first_match(picture, re.compile("LANTERN"), on_text=seen.append)
-    assert matched
+    outcome = ocr.first_match(picture, re.compile("LANTERN"), on_text=seen.append)
+    assert outcome.matched and outcome.fresh_image is None
     # The plain picture matched: the processed variants never ran to the end.
-    assert len(texts) == 1 and seen == texts
+    assert len(outcome.texts) == 1 and seen == outcome.texts
     assert tesseract_children() == []
 
 
 def test_first_match_reads_every_variant_when_nothing_matches(tmp_path: Path) -> None:
     picture = console_picture(tmp_path / "screen.png", "LANTERN 42")
-    matched, texts = ocr.first_match(picture, re.compile("NOT THERE"))
-    assert not matched and len(texts) == 3
+    outcome = ocr.first_match(picture, re.compile("NOT THERE"))
+    assert not outcome.matched and len(outcome.texts) == 3
+
+
+def test_a_fresh_screenshot_catches_text_that_appeared_during_the_pass(tmp_path: Path) -> None:
+    old = console_picture(tmp_path / "old.png", "NOTHING YET")
+    new = console_picture(tmp_path / "new.png", "HARBOUR LIGHTS")
+    taken: list[float] = []
+
+    @contextlib.contextmanager
+    def fresh() -> Iterator[Path]:
+        taken.append(time.monotonic())
+        yield new
+
+    started = time.monotonic()
+    outcome = ocr.first_match(old, re.compile("HARBOUR"), fresh=fresh, retry_delays=(0.2, 30.0))
+    assert outcome.matched and outcome.fresh_image == new.read_bytes()
+    assert len(taken) == 1 and taken[0] - started >= 0.2
+    # The second delayed read was cancelled: no 30 s wait, nothing left running.
+    assert time.monotonic() - started < 25 and tesseract_children() == []
 
 
 def test_a_missing_tesseract_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
