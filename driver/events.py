@@ -203,6 +203,25 @@ class WaitProgress:
     timestamp: float = field(default_factory=_now)
 
 
+@dataclass(frozen=True)
+class ScreenCaptured:
+    """A picture of a machine's screen that the test script took or read.
+
+    Published by `screenshot()` (with the file it wrote) and by
+    `wait_for_text()` for the screen its text matched on, inside the block
+    of that call, so a UI can show the picture next to the step.
+    """
+
+    machine: str
+    title: str
+    width: int
+    height: int
+    png: bytes = field(repr=False)
+    path: str | None = None
+    block_id: int | None = None
+    timestamp: float = field(default_factory=_now)
+
+
 Event: TypeAlias = (
     ConsoleOutput
     | MachineStateChanged
@@ -216,6 +235,7 @@ Event: TypeAlias = (
     | DebuggerPaused
     | DebuggerResumed
     | WaitProgress
+    | ScreenCaptured
 )
 
 Subscriber: TypeAlias = Callable[[Event], None]

@@ -38,15 +38,15 @@ import time
 from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator, Protocol
 
-from driver import polling, processes, script_context
+from driver import ocr, polling, processes, screen, script_context
 from driver.backdoor import Backdoor
 from driver.console import ConsoleReader
 from driver.duration import Duration, as_seconds, deprecated, format_duration, optional_seconds, renamed_argument
 from driver.errors import BackdoorTimeout, MachineDied, MachineError, RequestedAssertionFailed, ScriptCancelled, ShellRestarted
 from driver.fdwait import wait_readable
-from driver.events import EventBus, MachineState, MachineStateChanged, WaitProgress
+from driver.events import EventBus, MachineState, MachineStateChanged, ScreenCaptured, WaitProgress
 from driver.machine_efi import EfiVarsMixin
-from driver.monitor import Monitor, key_name, ppm_to_png
+from driver.monitor import Monitor, key_name
 from driver.patience import Patience
 from driver.qmp import QMPConnection
 from driver.runstate import ATTACHED, MachineRunstate, Runstate
@@ -72,16 +72,15 @@ SILENCE_INTERVAL = 30.0
 POLL_MIN = 0.05
 POLL_MAX = 1.0
 POLL_FRACTION = 0.04
+# wait_for_text: seconds into an OCR attempt at which a fresh screenshot's
+# plain text is read too, so text that appears while the slow processed
+# variants of the attempt's screenshot are read is seen early.
+OCR_RETRY_DELAYS = (2.0, 6.0)
 # Spare hvc channels for interactive shells (guest /dev/hvc1..hvc3).
 SPARE_CHANNELS = (1, 2, 3)
 _START_SCRIPT_NAME = re.compile(r"run-(.+)-vm$")
 # Path limit of a UNIX socket address (sun_path).
 _MAX_SOCKET_PATH = 107
-
-_NO_OCR = (
-    "is not supported by vmtui (no OCR); use screenshot() to look at the screen, "
-    "or wait_for_console_text() / get_tty_text() for text"
-)
 
 
 class MachineLogger(Protocol):
@@ -94,6 +93,16 @@ class MachineLogger(Protocol):
     def info(self, msg: str, machine: str | None = None) -> None: ...
 
     def warning(self, msg: str, machine: str | None = None) -> None: ...
+
+
+def display_available() -> bool:
+    """Whether QEMU could open a window, by the NixOS driver's rule (§3.1).
+
+    Without one the driver appends `-nographic`.  A graphical node keeps its
+    VGA card either way: its screen is read with screendumps, so the screen
+    pane and OCR never need a QEMU window.
+    """
+    return any(name in os.environ for name in ("DISPLAY", "WAYLAND_DISPLAY"))
 
 
 def describe_exit(returncode: int) -> str:
@@ -345,7 +354,7 @@ class Machine(EfiVarsMixin):
         extra += ["-device", "virtio-rng-pci", "-serial", "stdio"]
         if not (self.allow_reboot if allow_reboot is None else allow_reboot):
             extra.append("-no-reboot")
-        if not any(name in os.environ for name in ("DISPLAY", "WAYLAND_DISPLAY")):
+        if not display_available():
             extra.append("-nographic")
         try:
             words = shlex.split(self.start_command)
@@ -1058,38 +1067,106 @@ class Machine(EfiVarsMixin):
             for char in chars:
                 self.send_key(char, delay, log=False)
 
-    def screenshot(self, filename: str) -> None:
-        """Save the screen as PNG (`.png` is added to a name without a dot;
-        a name without `/` goes into the output directory)."""
-        if "." not in filename:
-            filename += ".png"
-        path = Path(filename) if "/" in filename else self.out_dir / filename
-        with self.nested(f"making screenshot {path}"):
-            dump = self.state_dir / "screendump.ppm"
-            with contextlib.suppress(FileNotFoundError):
-                dump.unlink()
+    @contextlib.contextmanager
+    def _screendump(self) -> Iterator[Path]:
+        """Dump the screen through HMP, as NixOS does; the PPM's path, removed afterwards."""
+        with screen.dump_file(self.state_dir, "screendump") as dump:
             answer = self.send_monitor_command(f"screendump {dump}")
             if not dump.exists():
                 raise MachineError(
                     f"{self.name}: screendump failed: {answer.strip() or 'QEMU wrote no image'}"
                 )
-            try:
-                png = ppm_to_png(dump.read_bytes())
-            except ValueError as error:
-                raise MachineError(f"{self.name}: cannot convert the screendump: {error}") from error
-            finally:
-                dump.unlink()
+            yield dump
+
+    @contextlib.contextmanager
+    def _fresh_screendump(self) -> Iterator[Path]:
+        """A dump for an OCR worker thread: straight to the monitor (thread
+        safe), without the polling callbacks, which belong to the script."""
+        with screen.dump_file(self.state_dir, "screendump") as dump:
+            answer = self._require_monitor().send(f"screendump {dump}")
+            if not dump.exists():
+                raise MachineError(
+                    f"{self.name}: screendump failed: {answer.strip() or 'QEMU wrote no image'}"
+                )
+            yield dump
+
+    def _publish_screen(self, title: str, png: bytes, size: tuple[int, int], path: Path | None = None) -> None:
+        current = getattr(self.logger, "current_block_id", None)
+        block_id = current() if callable(current) else None
+        self.bus.publish(
+            ScreenCaptured(self.name, title, size[0], size[1], png, str(path) if path else None, block_id)
+        )
+
+    def screenshot(self, filename: str) -> None:
+        """Save the screen as PNG (`.png` is added to a name without a dot;
+        a name without `/` goes into the output directory)."""
+        path = screen.screenshot_path(filename, self.out_dir)
+        with self.nested(f"making screenshot {path}", {"image": path.name}):
+            with self._screendump() as dump:
+                try:
+                    frame = screen.frame_from_ppm(dump.read_bytes())
+                except ValueError as error:
+                    raise MachineError(f"{self.name}: cannot convert the screendump: {error}") from error
+            png = frame.png()
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(png)
+            self._publish_screen(f"screenshot {path.name}", png, (frame.width, frame.height), path)
 
     def get_screen_text_variants(self) -> list[str]:
-        raise MachineError(f"{self.name}: get_screen_text_variants() {_NO_OCR}")
+        """What OCR reads on the screen: the plain screenshot and two
+        pre-processed variants (order unspecified, as in NixOS)."""
+        with self._screendump() as dump:
+            return ocr.screen_text_variants(dump)
 
     def get_screen_text(self) -> str:
-        raise MachineError(f"{self.name}: get_screen_text() {_NO_OCR}")
+        """What OCR reads on the plain screenshot."""
+        with self._screendump() as dump:
+            return ocr.screen_text(dump)
 
     def wait_for_text(self, regex: str, timeout: Duration = 900) -> None:
-        raise MachineError(f"{self.name}: wait_for_text() {_NO_OCR}")
+        """Wait until OCR reads text matching `regex` on the screen.
+
+        Each attempt stops at the first variant whose text matches (NixOS
+        reads all three first), and also reads fresh screenshots a few
+        seconds into the attempt (OCR_RETRY_DELAYS); the screen it matched
+        on is published.
+        """
+        ocr.require_tesseract()
+        pattern = re.compile(regex)
+
+        def check(last_try: bool) -> bool:
+            with self._screendump() as dump:
+                outcome = ocr.first_match(
+                    dump, pattern, fresh=self._fresh_screendump, retry_delays=OCR_RETRY_DELAYS
+                )
+                if outcome.matched:
+                    frame = screen.frame_from_ppm(outcome.fresh_image or dump.read_bytes())
+                    self._publish_screen(f"matched {regex}", frame.png(), (frame.width, frame.height))
+            if not outcome.matched and last_try:
+                self.log(f"Last OCR attempt failed. Text was: {outcome.texts}")
+            return outcome.matched
+
+        what = f"waiting for {regex} to appear on screen"
+        with self.nested(what):
+            self._poll(what, check, timeout)
+
+    # -- the screen for viewers (no polling callbacks, no log entries) -------------------
+
+    def screen_frame(self) -> screen.Frame:
+        """The screen now, through QMP: for a viewer polling it while a
+        script runs (HMP may be busy with the script's commands)."""
+        client = self.qmp_client
+        if client is None or not client.connected:
+            raise MachineError(f"{self.name}: the machine is not running")
+        return screen.grab_qmp(client.execute, self.state_dir)
+
+    def press_key(self, key: str) -> None:
+        """Press one key (a `sendkey` name such as `ctrl-c`), through QMP,
+        without a log entry: for typing into a screen viewer."""
+        client = self.qmp_client
+        if client is None or not client.connected:
+            raise MachineError(f"{self.name}: the machine is not running")
+        client.execute("human-monitor-command", {"command-line": f"sendkey {key_name(key)}"})
 
     def get_tty_text(self, tty: str) -> str:
         """The text on virtual terminal `tty`, folded to its width."""

@@ -133,6 +133,7 @@ def _build_tiny(build: NodeBuild, image: Any) -> Path:
         files=build.files or None,
         boot_script=build.boot,
         shape=build.options.get("shape", "fast"),
+        graphics=bool(build.options.get("graphics", False)),
     )
 
 
@@ -161,7 +162,7 @@ def _build_systemd(build: NodeBuild, image: Any) -> Path:
 
 
 GUEST_FLAVOURS: dict[str, GuestFlavour] = {
-    "tiny": GuestFlavour("tiny", _prepare_tiny, _build_tiny, extra_keys=frozenset({"shape"})),
+    "tiny": GuestFlavour("tiny", _prepare_tiny, _build_tiny, extra_keys=frozenset({"shape", "graphics"})),
     "systemd": GuestFlavour("systemd", _prepare_systemd, _build_systemd, extra_keys=frozenset({"packages"})),
 }
 DEFAULT_FLAVOUR = "tiny"
@@ -326,6 +327,12 @@ def _parse_node(name: str, raw: Any, base: Path, fail: Callable[[str], ConfigErr
         if raw["shape"] not in SHAPES:
             raise fail(f"{where}: 'shape' must be one of {', '.join(repr(s) for s in SHAPES)}")
         options["shape"] = raw["shape"]
+    if "graphics" in raw:
+        if not isinstance(raw["graphics"], bool):
+            raise fail(f"{where}: 'graphics' must be true or false")
+        options["graphics"] = raw["graphics"]
+    if options.get("graphics") and options.get("shape", "fast") != "fast":
+        raise fail(f"{where}: 'graphics = true' works with shape = \"fast\" only")
     return NodeSpec(
         name=name, guest=guest, vlans=vlans, memory_mb=memory, boot=boot, files=files, options=options
     )

@@ -6,6 +6,8 @@ Three moments of one session (the VMs boot once):
   running.svg      the run in progress: both nodes booting, consoles filling
   breakpoint.svg   a rerun stopped at a breakpoint in a subtest, a REPL line run in a node
   post-mortem.svg  an edited script failing: stopped on the failing line, VMs still up
+and one of the screen example (a graphical node):
+  screen.svg       the node's screen pane open beside its console, after the script passed
 
 The script runs from a temporary copy of todos.py, so the post-mortem can
 edit it without touching the example.
@@ -112,6 +114,30 @@ async def shoot(out: Path, size: tuple[int, int], work: Path) -> None:
             session.close()
 
 
+async def shoot_screen(out: Path, size: tuple[int, int], work: Path) -> None:
+    from widgets.screen_view import ScreenPane
+
+    config = load_spec(ROOT / "vmtui" / "examples" / "screen.toml")
+    session = Session(config, EventBus(), out_dir=work / "screen-out")
+    app = VmtuiApp(config, lambda cfg: session, autostart=True, state_dir=work / "screen-state")
+    try:
+        async with app.run_test(size=size) as pilot:
+            await wait_until(pilot, lambda: app.query_one(RunStatus).state in ("passed", "failed"), "the screen example")
+            # Colour bands under the text: at terminal size a 1280x800
+            # console's glyphs are a few cells, the bands show the picture.
+            machine = session.driver.machine_named("desk")
+            bands = "".join(f"printf '\\033[{40 + c}m%160s\\n' '' '' '' '' '' '';" for c in range(1, 8))
+            machine.succeed(f"{{ printf '\\033[0m\\n  GRAPHICAL NODES WORK\\n\\n'; {bands} printf '\\033[0m'; }} > /dev/tty1")
+            app.pane_for("desk").view.focus()
+            await pilot.press("g")
+            await wait_until(pilot, lambda: any(p.view.frames_shown for p in app.query(ScreenPane)), "a picture")
+            await pilot.pause(1.5)
+            app.save_screenshot("screen.svg", str(out))
+            await pilot.press("ctrl+right_square_bracket")
+    finally:
+        session.close()
+
+
 def _repl_text(app: VmtuiApp) -> str:
     return "\n".join(strip.text for strip in app.query_one("#repl-log").lines)  # type: ignore[attr-defined]
 
@@ -125,7 +151,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="vmtui-shots-") as work:
         asyncio.run(shoot(args.out, (columns, rows), Path(work)))
-    for name in ("running", "breakpoint", "post-mortem"):
+        asyncio.run(shoot_screen(args.out, (columns, rows), Path(work)))
+    for name in ("running", "breakpoint", "post-mortem", "screen"):
         print(args.out / f"{name}.svg")
 
 

@@ -29,7 +29,7 @@ from textual.widgets import ContentSwitcher, Footer, RichLog
 from textual.worker import Worker, WorkerState
 
 from driver.config import TestConfig
-from driver.errors import ConfigError
+from driver.errors import ConfigError, MachineError
 from driver.record import RunRecord
 from driver.events import (
     BlockClosed,
@@ -44,6 +44,7 @@ from driver.events import (
     ScriptStarted,
     StatementFinished,
     StatementStarted,
+    ScreenCaptured,
     WaitProgress,
 )
 from driver.stepper import Evaluation
@@ -52,6 +53,7 @@ from vmtui.bridge import Batch, EventBridge, EventsPending
 from vmtui.keymap import default_keymap_path, load_keymap
 from vmtui.live_app import LiveApp
 from vmtui.messages import ReplAnswered, SessionFailed, SessionOpened, VariablesRead, while_running
+from vmtui.screen_pane import ScreenPanes, pixel_image_class
 from vmtui.screens.help import HelpScreen, bindings_of
 from vmtui.state_files import BreakpointStore, repl_history_path
 from widgets.ansi import guest_text
@@ -61,11 +63,13 @@ from widgets.debugger import BreakpointsView, ReplInput, StackView, VariablesVie
 from widgets.error_banner import ErrorBanner
 from widgets.run_status import RunStatus
 from widgets.script_view import PausedKind, ScriptView
+from widgets.screen_view import ScreenPane, ScreenView
 from widgets.terminal_view import TerminalView
 from widgets.textual_hooks import keymap_of
 from widgets.timeline import Timeline
 
 if TYPE_CHECKING:
+    from driver.machine import Machine
     from driver.stepper import Stepper
     from vmtui.options import RunOptions
     from vmtui.session import Session
@@ -120,6 +124,7 @@ class VmtuiApp(LiveApp):
         Binding("z,f12", "toggle_maximize", "Max", id="vmtui.maximize", tooltip="Maximise or restore the focused pane"),
         Binding("exclamation_mark,ctrl+x", "focus_repl", "REPL", id="vmtui.focus_repl", tooltip="Type Python in the paused frame"),
         Binding("o", "open_shell", "Shell", id="vmtui.shell", tooltip="Open a root shell into the focused node (or the first); ctrl+] leaves it"),
+        Binding("g", "toggle_screen", "Screen", id="vmtui.screen", tooltip="Open or close the focused node's screen (or the first's); typed keys go to the VM, ctrl+] leaves it"),
         Binding("k", "checkpoint", "Checkpoint", id="vmtui.checkpoint", show=False, tooltip="Save a checkpoint of every node (at the next statement boundary if one runs)"),
         Binding("u", "rewind", "Rewind", id="vmtui.rewind", show=False, tooltip="Rewind the VMs to just before the cursor's statement, from a checkpoint"),
         Binding("m", "rerun_mode", "Rerun mode", id="vmtui.rerun_mode", show=False, tooltip="Cycle what a save reruns: from the change, everything, the failed subtest, from a checkpoint"),
@@ -180,6 +185,7 @@ class VmtuiApp(LiveApp):
         self._init_live(config, nix_attr)
         # This session's run record (driver/record.py), when run_tui made one.
         self.run_record: RunRecord | None = None
+        self.screens = ScreenPanes(self, self._machine_named)
 
     @staticmethod
     def _read(path: Path) -> str:
@@ -256,6 +262,7 @@ class VmtuiApp(LiveApp):
         if self._unsubscribe is not None:
             self._unsubscribe()
         self._stop_live()
+        self.screens.close_all()
 
     def _title_panes(self) -> None:
         script = self.config.script_path.name
@@ -362,6 +369,26 @@ class VmtuiApp(LiveApp):
         result = self.session.run(start, until)
         return bool(result.ok)
 
+    def _machine_named(self, name: str) -> Machine:
+        if self.session is None:
+            raise MachineError(f"{name}: the machines are not ready yet")
+        return self.session.driver.machine_named(name)
+
+    def action_toggle_screen(self, machine: str | None = None) -> None:
+        if self.session is None:
+            self.notify("the machines are not ready yet", severity="warning", timeout=2)
+            return
+        machine = machine or self._focused_machine() or (self.config.nodes[0].name if self.config.nodes else None)
+        if machine is None:
+            return
+        open_pane = next((pane for pane in self.query(ScreenPane) if pane.machine == machine), None)
+        if open_pane is not None:
+            self.screens.close(open_pane)
+            return
+        consoles = self.query_one("#consoles")
+        consoles.display = True
+        self.screens.open(machine, consoles)
+
     @on(Worker.StateChanged)
     def _worker_changed(self, event: Worker.StateChanged) -> None:
         worker = event.worker
@@ -414,7 +441,7 @@ class VmtuiApp(LiveApp):
         if isinstance(event, MachineStateChanged):
             self.pane_for(event.machine).apply_state(event)
             return
-        if isinstance(event, (BlockOpened, BlockClosed, LogMessage)):
+        if isinstance(event, (BlockOpened, BlockClosed, LogMessage, ScreenCaptured)):
             self.query_one(Timeline).apply(event)
             return
         if isinstance(event, WaitProgress):
@@ -707,6 +734,7 @@ class VmtuiApp(LiveApp):
             ("Breakpoints list", BreakpointsView),
             ("REPL line", ReplInput),
             ("Shell pane", TerminalView),
+            ("Screen pane", ScreenView),
         ]
 
     async def action_quit(self) -> None:
@@ -731,6 +759,7 @@ class VmtuiApp(LiveApp):
         for index, pane in enumerate(self.panes, 1):
             yield SystemCommand(f"Console: {pane.machine}", f"Focus {pane.machine}'s console", partial(self.action_focus_console, index))
             yield SystemCommand(f"Shell: {pane.machine}", f"Open a root shell into {pane.machine}", partial(self.action_open_shell, pane.machine))
+            yield SystemCommand(f"Screen: {pane.machine}", f"Open or close {pane.machine}'s screen", partial(self.action_toggle_screen, pane.machine))
 
 
 # Seconds an orderly exit after a signal may take (VM shutdown included).
@@ -804,6 +833,8 @@ def run_tui(config: TestConfig, options: RunOptions) -> int:
     except ConfigError as exc:
         print(f"vmtui: {exc}", file=sys.stderr)
         return 2
+    # Asking the terminal about graphics works only before Textual owns it.
+    app.screens.pixel_class = pixel_image_class()
     try:
         status = app.run()
     finally:

@@ -55,6 +55,7 @@ from widgets.console_pane import ConsolePane
 from widgets.error_banner import ErrorBanner
 from widgets.run_status import RunStatus
 from widgets.script_view import ScriptView
+from widgets.screen_view import ScreenPane
 from widgets.terminal_view import ShellPane, TerminalView
 from widgets.textual_hooks import keymap_of
 
@@ -424,7 +425,7 @@ class LiveApp(App[int]):
     def _focused_machine(self) -> str | None:
         node = self.focused
         while node is not None:
-            if isinstance(node, (ConsolePane, ShellPane)):
+            if isinstance(node, (ConsolePane, ShellPane, ScreenPane)):
                 return node.machine
             node = node.parent  # type: ignore[assignment]
         return None

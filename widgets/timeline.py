@@ -3,6 +3,8 @@
 `must succeed: ...`, `waiting for unit ...` and subtests appear as they open,
 get a ✓/✗ and their duration when they close, and show wait progress while
 they run.  Selecting an entry that knows its script line asks to show it.
+Screen pictures (a `screenshot()`, the screen a `wait_for_text()` matched
+on) are entries of their block; selecting one shows the picture.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from driver.events import (
     Event,
     LogLevel,
     LogMessage,
+    ScreenCaptured,
     ScriptFinished,
     ScriptStarted,
     WaitProgress,
@@ -44,6 +47,8 @@ class _Entry:
     duration: float | None = None
     error: str | None = None
     waiting: str = ""
+    # A screen picture (screenshot, or the screen wait_for_text matched on).
+    screen: ScreenCaptured | None = None
 
 
 _LEVEL_COMPONENT = {
@@ -127,6 +132,8 @@ class Timeline(Tree[_Entry]):
             self._add_log_line(event)
         elif isinstance(event, WaitProgress):
             self._wait(event)
+        elif isinstance(event, ScreenCaptured):
+            self._add_screen(event)
         elif isinstance(event, ScriptFinished):
             self._finish_run(event)
 
@@ -183,6 +190,18 @@ class Timeline(Tree[_Entry]):
         node = parent.add_leaf(Text(prefix + message, self._component_style(_LEVEL_COMPONENT[event.level])))
         self._follow(node)
 
+    def _add_screen(self, event: ScreenCaptured) -> None:
+        if event.block_id is not None and event.block_id in self._block_nodes:
+            parent = self._block_nodes[event.block_id]
+        elif self._open_blocks:
+            parent = self._block_nodes[self._open_blocks[-1]]
+        else:
+            parent = self._parent_node(None)
+        parent.allow_expand = True
+        entry = _Entry(f"{event.title} ({event.width}×{event.height})", event.machine, "screen", screen=event)
+        node = parent.add_leaf(self._label(entry), data=entry)
+        self._follow(node)
+
     def _wait(self, event: WaitProgress) -> None:
         if not self._open_blocks:
             return
@@ -235,6 +254,8 @@ class Timeline(Tree[_Entry]):
     def _label(self, entry: _Entry) -> Text:
         if entry.kind == "driver":
             glyph, glyph_style = "•", "duration"
+        elif entry.kind == "screen":
+            glyph, glyph_style = "▣", "machine"
         elif entry.ok is None:
             glyph, glyph_style = "…", "running"
         elif entry.ok:
@@ -260,5 +281,10 @@ class Timeline(Tree[_Entry]):
     def _selected(self, event: Tree.NodeSelected[_Entry]) -> None:
         event.stop()
         entry = event.node.data
+        if entry is not None and entry.screen is not None:
+            from widgets.screen_view import ScreenPictureScreen
+
+            self.app.push_screen(ScreenPictureScreen(entry.screen.title, entry.screen.machine, entry.screen.png))
+            return
         if entry is not None and entry.script_line is not None:
             self.post_message(self.LineSelected(self, entry.script_line))

@@ -20,10 +20,14 @@
 #                                  /nix/store), shared/xchg over that transport
 #   vmtui.system=/nix/store/...    with vmtui.nixos: the root shell runs from
 #                                  this system in the store, as NixOS's does
+#   vmtui.graphics                 a graphical node: load the VGA framebuffer
+#                                  driver and run a root shell on tty1, the
+#                                  console shown on the screen
 # Helper installed next to it: /usr/bin/vmtui-shares mount|unmount (the 9p
 # shares; unmount them before a QEMU snapshot, which 9p blocks).
 # Files it honours:
 #   /etc/vmtui/modules             kernel modules to load, in order (build time)
+#   /etc/vmtui/modules-graphics    the same for a graphical node, loaded after
 #   /etc/vmtui/boot.sh             run with bash in the background at boot,
 #                                  output on ttyS0 (a node's `boot` hook)
 
@@ -228,6 +232,23 @@ trap 'shutdown_guest reboot' INT
 if [ -f /etc/vmtui/boot.sh ]; then
     say "running /etc/vmtui/boot.sh"
     (cd / && exec setsid bash /etc/vmtui/boot.sh) &
+fi
+
+# --- screen --------------------------------------------------------------------------
+# A graphical node shows its console on the VGA screen (the framebuffer
+# console takes tty1 once the DRM driver is loaded) with a root shell on it,
+# so tests can type into it (send_chars) and read it back (OCR).  The shell
+# is started again whenever it exits.
+if cmdline_flag vmtui.graphics; then
+    load_modules /etc/vmtui/modules-graphics
+    say "screen: root shell on /dev/tty1"
+    (
+        cd /root
+        while :; do
+            PS1="$HOSTNAME# " setsid -c bash --norc -i <>/dev/tty1 >&0 2>&1
+            sleep 1
+        done
+    ) &
 fi
 
 # --- backdoor ----------------------------------------------------------------------

@@ -46,6 +46,11 @@ FAST_BOOT_PARAMS = (
     "pci=noacpi",
 )
 
+# Left out on a graphical node: the screen needs its keyboard (send_key, the
+# screen pane), and without ACPI's view of the PCI windows the kernel finds
+# no room for the VGA card's 16 MiB framebuffer.
+_NOT_FOR_GRAPHICS = ("i8042.nokbd", "pci=noacpi")
+
 # Filesystems init mounts over the initramfs: files placed below them vanish.
 _MOUNTED_AT_BOOT = ("/tmp", "/run", "/dev", "/proc", "/sys")
 # Directories of the base image whose mode is not the default 0755.
@@ -64,11 +69,14 @@ def write_start_script(
     files: Mapping[str, bytes] | None = None,
     boot_script: str | None = None,
     shape: str = "fast",
+    graphics: bool = False,
 ) -> Path:
     """Write `<out_dir>/bin/run-<name>-vm` and return its path.
 
     `shape` is "fast" (qboot, vmtui's own layout) or a NixOS shape,
     "nixos" (9p shares) or "nixos-virtiofs" (`nixos_shape.py`).
+    `graphics` gives the node a VGA screen with its console and a root
+    shell on it (tty1), and its keyboard (fast shape only, for now).
 
     `files` (guest path -> content) and `boot_script` (run by bash at boot,
     as /etc/vmtui/boot.sh) travel in a small per-node cpio archive appended
@@ -94,6 +102,8 @@ def write_start_script(
             out.write(extra)
 
     if shape != "fast":
+        if graphics:
+            raise ConfigError(f"node {name}: graphics = true works with shape = \"fast\" only")
         # Imported here: nixos_shape builds on this module's boot parameters.
         from driver.guest.nixos_shape import check_shape, nixos_start_script_text
 
@@ -118,6 +128,7 @@ def write_start_script(
             initrd=initrd,
             memory_mb=memory_mb,
             extra_kernel_params=extra_kernel_params,
+            graphics=graphics,
         )
     path = bin_dir / f"run-{name}-vm"
     path.write_text(script)
@@ -163,16 +174,22 @@ def start_script_text(
     initrd: Path,
     memory_mb: int = 256,
     extra_kernel_params: str = "",
+    graphics: bool = False,
 ) -> str:
     """The bash text of a start script (see write_start_script)."""
     q = shlex.quote
     hosts_param = ",".join(f"{h.name}:{h.node_number}:{h.vlan}" for h in hosts)
+    boot_params: tuple[str, ...] = FAST_BOOT_PARAMS
+    if graphics:
+        boot_params = tuple(p for p in FAST_BOOT_PARAMS if p not in _NOT_FOR_GRAPHICS)
     kernel_params = [
         "console=ttyS0",
         "panic=1",
-        *FAST_BOOT_PARAMS,
+        *boot_params,
         f"vmtui.hostname={name}",
     ]
+    if graphics:
+        kernel_params.append("vmtui.graphics")
     if hosts_param:
         kernel_params.append(f"vmtui.hosts={hosts_param}")
     if extra_kernel_params.strip():
@@ -194,4 +211,5 @@ fi
         initrd=initrd,
         kernel_params=kernel_params,
         devices_last=[f"-drive if=none,id=vmstate,format=qcow2,file={vmstate}"],
+        graphics=graphics,
     )

@@ -117,8 +117,13 @@ def qemu_exec(
     kernel_params: Sequence[str],
     devices_first: Sequence[str] = (),
     devices_last: Sequence[str] = (),
+    graphics: bool = False,
 ) -> str:
     """The script's tail: user-mode networking and the `exec` of QEMU.
+
+    `graphics` gives the node QEMU's standard VGA card.  QEMU never opens a
+    window for it (`-display none`): vmtui shows the screen itself, from
+    QMP screendumps, in the TUI.
 
     `devices_first` and `devices_last` are the flavour's own QEMU arguments
     (one option and its value per item, shell-quoted by the caller), placed
@@ -133,7 +138,7 @@ def qemu_exec(
         '-machine pc,accel="$accel"',
         "-cpu max",
         "-nodefaults",
-        "-vga none",
+        "-vga std" if graphics else "-vga none",
         "-display none",
         "-bios qboot.rom",
         "-global virtio-net-pci.romfile=",

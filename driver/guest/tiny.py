@@ -38,7 +38,7 @@ from driver.guest.kmod import resolve_modules
 Progress = Callable[[str], None]
 
 # Bump when the archive layout changes in a way the other key parts miss.
-BUILDER_VERSION = "4"
+BUILDER_VERSION = "5"
 
 USERLAND_PACKAGES = (
     "busybox-static",
@@ -78,6 +78,12 @@ NIXOS_SHAPE_MODULES = (
 # (`<image>/store/<SYSTEM_NAME>`): the guest runs its root shell from it,
 # as a NixOS guest runs everything from /nix/store.
 SYSTEM_NAME = "vmtui-tiny-system"
+# Loaded only on a graphical node (`vmtui.graphics` on the kernel command
+# line), after GUEST_MODULES: the DRM driver of QEMU's standard VGA, which
+# gives the console a framebuffer.  The guest boots through PVH, so the
+# kernel's text-mode VGA console never learns the screen's geometry; a
+# framebuffer console needs no firmware help.
+GRAPHICS_MODULES = ("bochs",)
 
 # Images not used for this long are deleted when another one is built.
 STALE_IMAGE_SECONDS = 24 * 3600
@@ -191,6 +197,7 @@ def _cache_key(deb_files: dict[str, str]) -> str:
         "init": init_script(),
         "modules": list(GUEST_MODULES),
         "nixos_modules": list(NIXOS_SHAPE_MODULES),
+        "graphics_modules": list(GRAPHICS_MODULES),
         "etc": _etc_files(),
     }
     digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode())
@@ -386,7 +393,11 @@ def _find_library(tree: Path, soname: str) -> tuple[str, Path]:
 
 def _add_modules(cpio: CpioWriter, tree: Path, kernel_version: str) -> None:
     modules_root = tree / "lib" / "modules" / kernel_version
-    lists = {"etc/vmtui/modules": GUEST_MODULES, "etc/vmtui/modules.nixos": NIXOS_SHAPE_MODULES}
+    lists = {
+        "etc/vmtui/modules": GUEST_MODULES,
+        "etc/vmtui/modules.nixos": NIXOS_SHAPE_MODULES,
+        "etc/vmtui/modules-graphics": GRAPHICS_MODULES,
+    }
     for list_path, wanted in lists.items():
         load_list = []
         for module in resolve_modules(modules_root / "kernel", wanted):

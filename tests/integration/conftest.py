@@ -66,6 +66,8 @@ class NodeSpec:
     connect_timeout: float = CONNECT_TIMEOUT
     # None: the network's shape.
     shape: str | None = None
+    # A VGA screen with a root shell on tty1 (`graphics = true` in a spec).
+    graphics: bool = False
 
 
 @dataclass
@@ -109,6 +111,7 @@ class VMNetwork:
                     files=spec.files,
                     boot_script=spec.boot_script,
                     shape=spec.shape or self.shape,
+                    graphics=spec.graphics,
                 )
                 command = f"{spec.command_prefix} {script}".strip()
                 self.machines[name] = Machine(

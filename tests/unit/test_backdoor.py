@@ -172,7 +172,9 @@ def test_kill_tree_ends_a_command_and_everything_it_started(shell: Backdoor) -> 
     script = _kill_tree_function() + """
     (sleep 300 & sleep 300; true) & root=$!
     for _ in $(seq 50); do [ -n "$(cat /proc/*/stat 2>/dev/null | awk -v p=$root '$4 == p' )" ] && break; sleep 0.1; done
-    kids=$(awk -v p=$root '$4 == p { print $1 }' /proc/[0-9]*/stat 2>/dev/null)
+    # Through cat: a process may end between the glob and its read, and
+    # Debian's awk (mawk) stops at the first file it cannot open.
+    kids=$(cat /proc/[0-9]*/stat 2>/dev/null | awk -v p=$root '$4 == p { print $1 }' || true)
     [ -n "$kids" ]
     __vmtui_kill_tree "$root"
     wait "$root" || true

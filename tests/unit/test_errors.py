@@ -22,7 +22,7 @@ from driver.errors import (
 )
 
 # Private control flow, never raised out of its module.
-INTERNAL = {"vmtui.nix._NeedsArguments", "driver.guest.elf.ElfError"}
+INTERNAL = {"vmtui.nix._NeedsArguments", "driver.guest.elf.ElfError", "driver.ocr._LegacyEngineMissing"}
 
 
 def _exception_classes() -> list[type[BaseException]]:

@@ -197,3 +197,23 @@ def test_node_archive_keeps_the_mode_of_root_home() -> None:
 def test_bad_input_is_a_config_error(tmp_path: Path, image: TinyGuestImage, overrides: dict) -> None:
     with pytest.raises(ConfigError):
         write(tmp_path, image, **overrides)
+
+
+def test_a_graphical_node_gets_a_vga_screen_and_its_keyboard(tmp_path: Path, image: TinyGuestImage) -> None:
+    plain = write(tmp_path / "plain", image)
+    _, argv, done = run(plain, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert option_values(argv, "-vga") == ["none"]
+    (append,) = option_values(argv, "-append")
+    assert "i8042.nokbd" in append and "vmtui.graphics" not in append
+
+    graphical = write(tmp_path / "graphical", image, graphics=True)
+    _, argv, done = run(graphical, tmp_path)
+    assert done.returncode == 0, done.stderr
+    # A VGA card, never a QEMU window: vmtui shows the screen itself.
+    assert option_values(argv, "-vga") == ["std"]
+    assert option_values(argv, "-display") == ["none"]
+    (append,) = option_values(argv, "-append")
+    assert "vmtui.graphics" in append.split()
+    # The keyboard is probed, and ACPI places the framebuffer's PCI window.
+    assert "i8042.nokbd" not in append and "pci=noacpi" not in append

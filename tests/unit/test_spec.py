@@ -78,6 +78,8 @@ def test_defaults(tmp_path: Path) -> None:
         ('script = "test.py"\n[nodes.a]\npackages = ["nginx"]\n', "'packages' does not apply to guest = 'tiny'"),
         ('script = "test.py"\n[nodes.a]\nshape = "nixos-9p"\n', "'shape' must be one of 'fast', 'nixos', 'nixos-virtiofs'"),
         ('script = "test.py"\n[nodes.a]\nguest = "systemd"\nshape = "nixos"\n', "'shape' does not apply to guest = 'systemd'"),
+        ('script = "test.py"\n[nodes.a]\ngraphics = "yes"\n', "'graphics' must be true or false"),
+        ('script = "test.py"\n[nodes.a]\nguest = "systemd"\ngraphics = true\n', "'graphics' does not apply to guest = 'systemd'"),
         ('script = "test.py"\nglobal_timeout = -1\n[nodes.a]\n', "positive number"),
         ('script = "test.py"\nglobal_timeout = true\n[nodes.a]\n', "positive number"),
         ('script = "test.py"\nvlans = [2]\n[nodes.a]\n', "lacks VLAN(s) 1"),
@@ -108,6 +110,15 @@ def test_systemd_nodes_take_packages(tmp_path: Path) -> None:
 def test_tiny_nodes_take_a_start_script_shape(tmp_path: Path) -> None:
     spec = parse_spec(write_spec(tmp_path, 'script = "test.py"\n[nodes.a]\nshape = "nixos-virtiofs"\n[nodes.b]\n'))
     assert [node.options for node in spec.nodes] == [{"shape": "nixos-virtiofs"}, {}]
+def test_the_screen_example_has_a_graphical_node() -> None:
+    spec = parse_spec(EXAMPLES / "screen.toml")
+    assert [(node.name, node.options) for node in spec.nodes] == [("desk", {"graphics": True})]
+    assert spec.script == (EXAMPLES / "screen.py").resolve()
+
+
+def test_tiny_nodes_take_graphics(tmp_path: Path) -> None:
+    spec = parse_spec(write_spec(tmp_path, 'script = "test.py"\n[nodes.desk]\ngraphics = true\n[nodes.b]\n'))
+    assert [node.options for node in spec.nodes] == [{}, {"graphics": True}]
 
 
 def test_start_command_paths_are_relative_to_the_spec(tmp_path: Path) -> None:
