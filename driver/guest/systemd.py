@@ -82,6 +82,7 @@ def prepare_systemd_node(
     boot_script: str | None = None,
     progress: Progress | None = None,
     cache_root: Path | None = None,
+    shape: str = "fast",
 ) -> Path:
     """Build (or reuse) the image for `packages`, write the node's start script.
 
@@ -102,4 +103,5 @@ def prepare_systemd_node(
         extra_kernel_params=extra_kernel_params,
         files=files,
         boot_script=boot_script,
+        shape=shape,
     )
