@@ -111,62 +111,48 @@ def test_guest_shell_scripts_parse(tmp_path: Path) -> None:
             assert done.returncode == 0, f"{staged.path}: {done.stderr}"
 
 
-def test_vlan_address_script_derives_nixos_addresses(tmp_path: Path) -> None:
-    """Run the udev helper with `cat` and `ip` replaced, for a VLAN NIC and the SLiRP NIC."""
+def run_vlan_address(tmp_path: Path, mac: str, cmdline: str) -> list[str]:
+    """Run the udev helper for eth1 with `cat` and `ip` replaced; the `ip` calls it makes."""
     script = tmp_path / "vlan-address"
     script.write_text(systemd_instrumentation.VLAN_ADDRESS_SCRIPT)
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
+    bin_dir.mkdir(exist_ok=True)
     (bin_dir / "cat").write_text(
         '#!/bin/sh\nif [ "$1" = /proc/cmdline ]; then echo "$FAKE_CMDLINE"; else echo "$FAKE_MAC"; fi\n'
     )
     (bin_dir / "ip").write_text('#!/bin/sh\necho "ip $*"\n')
     for tool in ("cat", "ip"):
         (bin_dir / tool).chmod(0o755)
+    done = subprocess.run(
+        ["sh", str(script), "eth1"],
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_MAC": mac, "FAKE_CMDLINE": cmdline},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.splitlines()
 
-    def run(mac: str, cmdline: str = "root=/dev/vda vmtui.node=10 vmtui.vlans=2,7") -> list[str]:
-        done = subprocess.run(
-            ["sh", str(script), "eth1"],
-            env={"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_MAC": mac, "FAKE_CMDLINE": cmdline},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return done.stdout.splitlines()
 
-    assert run("52:54:00:12:02:0a") == [
+def test_vlan_address_script_derives_nixos_addresses(tmp_path: Path) -> None:
+    """A VLAN NIC of the node and the SLiRP NIC (the fast shape's "VLAN 0" MAC)."""
+    cmdline = "root=/dev/vda vmtui.node=10 vmtui.vlans=2,7"
+    assert run_vlan_address(tmp_path, "52:54:00:12:02:0a", cmdline) == [
         "ip link set eth1 up",
         "ip address add 192.168.2.10/24 dev eth1",
         "ip address add 2001:db8:2::10/64 dev eth1 nodad",
     ]
     slirp = ["ip link set eth1 up", "ip address add 10.0.2.15/24 dev eth1"]
-    assert run("52:54:00:12:00:0a") == slirp
-    assert run("52:54:00:12:07:0a")[1] == "ip address add 192.168.7.10/24 dev eth1"
+    assert run_vlan_address(tmp_path, "52:54:00:12:00:0a", cmdline) == slirp
+    assert run_vlan_address(tmp_path, "52:54:00:12:07:0a", cmdline)[1] == "ip address add 192.168.7.10/24 dev eth1"
 
 
 def test_qemus_default_mac_is_not_taken_for_a_vlan_nic(tmp_path: Path) -> None:
     """A NixOS-shaped script leaves the user NIC QEMU's default MAC 52:54:00:12:34:56,
     which reads as VLAN 52, node 86: only the node's own VLAN MACs count."""
-    script = tmp_path / "vlan-address"
-    script.write_text(systemd_instrumentation.VLAN_ADDRESS_SCRIPT)
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "cat").write_text(
-        '#!/bin/sh\nif [ "$1" = /proc/cmdline ]; then echo "$FAKE_CMDLINE"; else echo "$FAKE_MAC"; fi\n'
-    )
-    (bin_dir / "ip").write_text('#!/bin/sh\necho "ip $*"\n')
-    for tool in ("cat", "ip"):
-        (bin_dir / tool).chmod(0o755)
 
     def addresses(mac: str, cmdline: str) -> list[str]:
-        done = subprocess.run(
-            ["sh", str(script), "eth0"],
-            env={"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_MAC": mac, "FAKE_CMDLINE": cmdline},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return [line.split()[3] for line in done.stdout.splitlines() if line.startswith("ip address add")]
+        calls = run_vlan_address(tmp_path, mac, cmdline)
+        return [call.split()[3] for call in calls if call.startswith("ip address add")]
 
     node_86 = "console=ttyS0 vmtui.node=86 vmtui.vlans=1 console=tty0"
     assert addresses("52:54:00:12:34:56", node_86) == ["10.0.2.15/24"]
