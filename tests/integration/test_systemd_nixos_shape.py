@@ -1,15 +1,15 @@
 """The systemd guest in the NixOS shapes: what a real NixOS VM's start script does.
 
-One node per shape, booted once for the module: SeaBIOS (no qboot, no
--nodefaults, so the user NIC has QEMU's default MAC), the root disk
-`NIX_DISK_IMAGE` made in the state directory as an overlay of the cached
-image, and the store/xchg/shared directories over virtiofsd (memfd shared
-memory) or 9p.  systemd boots to the backdoor; the setup unit mounts the
-shares and applies the node's data from the store share.
+One node per shape (nixos-virtiofs, then nixos), each booted once:
+SeaBIOS (no qboot, no -nodefaults, so the user NIC has QEMU's default MAC),
+the root disk `NIX_DISK_IMAGE` made in the state directory as an overlay of
+the cached image, and the store/xchg/shared directories over virtiofsd
+(memfd shared memory) or 9p.  systemd boots to the backdoor; the setup unit
+mounts the shares and applies the node's data from the store share.
 
-A boot takes half a minute or more under TCG: the tests share it and
-release the node last, checking that no process of its session (QEMU, the
-virtiofsd processes) is left.
+A boot takes half a minute or more under TCG: the tests of a shape share
+it and release the node last, checking that no process of its session
+(QEMU, the virtiofsd processes) is left.
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def test_systemd_boots_through_seabios_to_the_backdoor(virtiofs_node: ShapedNode
     arguments = qemu_arguments(machine)
     assert "-bios" not in arguments and "-nodefaults" not in arguments
     assert "vhost-user-fs-pci,chardev=fs-nix-store,tag=nix-store" in arguments
-    assert any(line.startswith("SeaBIOS (version") for line in virtiofs_node.console)
+    assert any("SeaBIOS (version" in line for line in virtiofs_node.console), virtiofs_node.console[:8]
     assert machine.succeed("cat /proc/1/comm") == "systemd\n"
     machine.wait_for_unit("backdoor.service")
     machine.wait_for_unit("vmtui-boot.service")
@@ -179,3 +179,29 @@ def test_a_checkpoint_is_refused_naming_the_virtiofs_devices(virtiofs_node: Shap
 def test_release_leaves_no_process_virtiofsd_included(virtiofs_node: ShapedNode) -> None:
     virtiofs_node.machine.release()
     assert wait_for_empty_session(virtiofs_node.sid) == {}
+
+
+@pytest.fixture(scope="module")
+def ninep_node(image: SystemdImage, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ShapedNode]:
+    yield from boot_shaped(image, tmp_path_factory.mktemp("9p"), "nixos")
+
+
+def test_the_9p_shape_boots_with_its_shares_and_disk(ninep_node: ShapedNode, tmp_path: Path) -> None:
+    """NixOS's older layout: the same script with -virtfs shares, no virtiofsd."""
+    machine = ninep_node.machine
+    assert "-bios" not in qemu_arguments(machine)
+    machine.wait_for_unit("vmtui-boot.service")
+    for mountpoint in ("/nix/store", "/run/vmtui/node", "/tmp/xchg", "/tmp/shared"):
+        assert machine.succeed(f"findmnt -n -o FSTYPE {mountpoint}") == "9p\n", mountpoint
+    assert machine.succeed("cat /etc/shaped/greeting") == "from the store share\n"
+    assert machine.succeed("ip -4 -o address show dev eth0 | awk '{print $4}'") == "10.0.2.15/24\n"
+    assert machine.succeed("ip -4 -o address show dev eth1 | awk '{print $4}'") == "192.168.1.2/24\n"
+    source = tmp_path / "over-9p.txt"
+    source.write_text("host to guest over 9p\n")
+    machine.copy_from_host(str(source), "/root/over-9p.txt")
+    machine.copy_from_machine("/root/over-9p.txt", "back")
+    assert (machine.out_dir / "back/over-9p.txt").read_text() == "host to guest over 9p\n"
+    assert (machine.state_dir / "shaped.qcow2").is_file()
+    assert "virtiofsd" not in session_members(ninep_node.sid).values()
+    machine.release()
+    assert wait_for_empty_session(ninep_node.sid) == {}
