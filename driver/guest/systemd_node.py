@@ -3,16 +3,16 @@
 The conventions shared with the tiny guest and a NixOS `startVM` script
 live in `startvm.py`; this module adds the root disk and the node directory.
 
-The root disk is a qcow2 overlay `$TMPDIR/<name>.qcow2` backed by the cached
-image, created when missing.  Under the driver `TMPDIR` is the machine's
+In the fast shape, the root disk is a qcow2 overlay `$TMPDIR/<name>.qcow2`
+backed by the cached image, created when missing.  Under the driver `TMPDIR` is the machine's
 state directory: deleted at the start of a run (writes are discarded) unless
 the state is kept (`--keep-vm-state`), and then the overlay, with all the
 guest wrote, is reused.  `NIX_DISK_IMAGE` overrides the path, as in NixOS.
 
 What differs per node and is not known when the image is built (hosts,
 files, the boot script) lives in a small directory next to the script,
-shared read-only over 9p as `vmtui-node`; the guest's setup unit applies it
-early in the boot.
+shared read-only (in the fast shape over 9p as `vmtui-node`); the guest's
+setup unit applies it early in the boot.
 
 The NixOS shapes ("nixos", "nixos-virtiofs") use the script layout of
 `nixos_shape.py` (SeaBIOS, no -nodefaults, NIX_DISK_IMAGE, the three NixOS
