@@ -158,12 +158,15 @@ def _build_systemd(build: NodeBuild, image: Any) -> Path:
         memory_mb=build.memory_mb or DEFAULT_MEMORY_MB,
         files=build.files or None,
         boot_script=build.boot,
+        shape=build.options.get("shape", "fast"),
     )
 
 
 GUEST_FLAVOURS: dict[str, GuestFlavour] = {
     "tiny": GuestFlavour("tiny", _prepare_tiny, _build_tiny, extra_keys=frozenset({"shape", "graphics"})),
-    "systemd": GuestFlavour("systemd", _prepare_systemd, _build_systemd, extra_keys=frozenset({"packages"})),
+    "systemd": GuestFlavour(
+        "systemd", _prepare_systemd, _build_systemd, extra_keys=frozenset({"packages", "shape"})
+    ),
 }
 DEFAULT_FLAVOUR = "tiny"
 

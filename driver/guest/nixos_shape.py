@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from driver.errors import ConfigError
@@ -50,7 +51,7 @@ NIXOS_CONSOLE_PARAMS = ("console=ttyS0,115200n8", "console=tty0")
 NIXOS_TEST_PARAMS = ("panic=1", "boot.panic_on_fail", "clocksource=acpi_pm")
 
 # The shared directories in NixOS's order: tag -> (host directory, read-only).
-_SHARE_TAGS = ("nix-store", "xchg", "shared")
+SHARE_TAGS = ("nix-store", "xchg", "shared")
 
 
 def check_shape(shape: str, where: str) -> str:
@@ -63,6 +64,35 @@ def check_shape(shape: str, where: str) -> str:
 def transport(shape: str) -> str:
     """How a NixOS-shaped node shares directories: "9p" or "virtiofs"."""
     return "virtiofs" if shape == NIXOS_VIRTIOFS else "9p"
+
+
+@dataclass(frozen=True)
+class RootDisk:
+    """How a flavour's start script makes `NIX_DISK_IMAGE` when it is missing.
+
+    `functions` defines bash functions (may be empty); `create` is the bash
+    that makes "$NIX_DISK_IMAGE" (it may call those functions).
+    """
+
+    functions: str
+    create: str
+
+
+def empty_filesystem_disk() -> RootDisk:
+    """NixOS's default: an empty ext4 filesystem labelled "nixos" in a qcow2."""
+    return RootDisk(
+        functions=f"""# An empty ext4 filesystem labelled "nixos", in a qcow2 image.
+create_empty_filesystem_image() {{
+    local image=$1 size=$2 raw
+    raw=$(mktemp)
+    qemu-img create -q -f raw "$raw" "$size"
+    mkfs.ext4 -q -L nixos "$raw"
+    qemu-img convert -f raw -O qcow2 "$raw" "$image"
+    rm -f "$raw"
+}}
+""",
+        create=f'create_empty_filesystem_image "$NIX_DISK_IMAGE" {DISK_SIZE_MB}M',
+    )
 
 
 def nixos_start_script_text(
@@ -78,23 +108,64 @@ def nixos_start_script_text(
     extra_kernel_params: str = "",
 ) -> str:
     """The bash text of a NixOS-shaped start script for the tiny guest."""
+    hosts_param = ",".join(f"{h.name}:{h.node_number}:{h.vlan}" for h in hosts)
+    system_params = [
+        *FAST_BOOT_PARAMS,  # the system's own kernel-params
+        f"vmtui.nixos={transport(shape)}",
+        f"vmtui.system={image.system_path}",
+        f"vmtui.hostname={name}",
+        *([f"vmtui.hosts={hosts_param}"] if hosts_param else []),
+    ]
+    return nixos_shaped_script(
+        shape=shape,
+        name=name,
+        flavour="vmtui tiny guest",
+        node_number=node_number,
+        vlans=vlans,
+        kernel=image.kernel,
+        initrd=initrd,
+        system_params=system_params,
+        extra_kernel_params=extra_kernel_params,
+        store=image.store,
+        memory_mb=memory_mb,
+        root_disk=empty_filesystem_disk(),
+    )
+
+
+def nixos_shaped_script(
+    *,
+    shape: str,
+    name: str,
+    flavour: str,
+    node_number: int,
+    vlans: Sequence[int],
+    kernel: Path,
+    initrd: Path,
+    system_params: Sequence[str],
+    extra_kernel_params: str,
+    store: Path,
+    memory_mb: int,
+    root_disk: RootDisk,
+) -> str:
+    """A NixOS-shaped start script for any built-in guest flavour.
+
+    `system_params` are the system's own kernel parameters (NixOS's
+    `boot.kernelParams`); the console and test parameters follow them, then
+    `extra_kernel_params` and `$QEMU_KERNEL_PARAMS`.  `store` is the host
+    directory shared read-only as the `nix-store` tag.
+    """
     if shape not in (NIXOS_9P, NIXOS_VIRTIOFS):
         raise ConfigError(f"node {name}: not a NixOS shape: {shape!r}")
     q = shlex.quote
     shares = transport(shape)
-    hosts_param = ",".join(f"{h.name}:{h.node_number}:{h.vlan}" for h in hosts)
     kernel_params = [
-        *FAST_BOOT_PARAMS,  # the system's own kernel-params
-        f"vmtui.nixos={shares}",
-        f"vmtui.system={image.system_path}",
-        f"vmtui.hostname={name}",
-        *([f"vmtui.hosts={hosts_param}"] if hosts_param else []),
+        *system_params,
         *([extra_kernel_params.strip()] if extra_kernel_params.strip() else []),
         *NIXOS_CONSOLE_PARAMS,
         *NIXOS_TEST_PARAMS,
     ]
     sources = {
-        "nix-store": q(str(image.store)),
+        "nix-store": q(str(store)),
         "xchg": '"$TMPDIR/xchg"',
         "shared": '"${SHARED_DIR:-$TMPDIR/xchg}"',
     }
@@ -115,13 +186,13 @@ def nixos_start_script_text(
             f"-object memory-backend-memfd,id=mem,size={memory_mb}M,share=on",
             "-numa node,memdev=mem",
         ]
-        for tag in _SHARE_TAGS:
+        for tag in SHARE_TAGS:
             arguments += [
                 f'-chardev socket,id=fs-{tag},path="$TMPDIR/fs-{tag}.sock"',
                 f"-device vhost-user-fs-pci,chardev=fs-{tag},tag={tag}",
             ]
     else:
-        for tag in _SHARE_TAGS:
+        for tag in SHARE_TAGS:
             readonly = ",readonly=on" if tag == "nix-store" else ""
             arguments.append(f"-virtfs local,path={sources[tag]},security_model=none,mount_tag={tag}{readonly}")
     arguments += [
@@ -132,7 +203,7 @@ def nixos_start_script_text(
         arguments.append(f"-device virtio-net-pci,netdev=vlan{index},mac={vlan_mac(vlan, node_number)}")
         arguments.append(f'-netdev vde,id=vlan{index},sock="$QEMU_VDE_SOCKET_{vlan}"')
     arguments += [
-        f"-kernel {q(str(image.kernel))}",
+        f"-kernel {q(str(kernel))}",
         f"-initrd {q(str(initrd))}",
         f'-append "{double_quoted(" ".join(kernel_params))} ${{QEMU_KERNEL_PARAMS:-}}"',
         "$QEMU_OPTS",
@@ -150,26 +221,17 @@ def nixos_start_script_text(
     virtiofsd_part = _virtiofsd_part(name, sources) if shares == "virtiofs" else ""
     disk_default = q(f"./{name}.qcow2")
     return f"""#!/usr/bin/env bash
-# Start script of node "{name}" (vmtui tiny guest), laid out like NixOS's
+# Start script of node "{name}" ({flavour}), laid out like NixOS's
 # run-<name>-vm; shared directories over {shares}.  The driver appends its own
 # QEMU arguments ("$@"); QEMU_OPTS come before them.
 set -e
 PATH=$PATH:/usr/sbin:/sbin
 
-# An empty ext4 filesystem labelled "nixos", in a qcow2 image.
-create_empty_filesystem_image() {{
-    local image=$1 size=$2 raw
-    raw=$(mktemp)
-    qemu-img create -q -f raw "$raw" "$size"
-    mkfs.ext4 -q -L nixos "$raw"
-    qemu-img convert -f raw -O qcow2 "$raw" "$image"
-    rm -f "$raw"
-}}
-
+{root_disk.functions}
 NIX_DISK_IMAGE=$(readlink -f "${{NIX_DISK_IMAGE:-{disk_default}}}") || test -z "$NIX_DISK_IMAGE"
 if test -n "$NIX_DISK_IMAGE" && ! test -e "$NIX_DISK_IMAGE"; then
     echo "run-{name}-vm: creating the disk image $NIX_DISK_IMAGE"
-    create_empty_filesystem_image "$NIX_DISK_IMAGE" {DISK_SIZE_MB}M
+    {root_disk.create}
 fi
 
 if [ -z "${{TMPDIR:-}}" ] || [ -z "${{USE_TMPDIR:-}}" ]; then
@@ -201,7 +263,7 @@ def _virtiofsd_part(name: str, sources: dict[str, str]) -> str:
     script's process group after the `exec`: that is how the driver finds
     and ends it.
     """
-    starts = "\n".join(f"start_virtiofsd {tag} {sources[tag]}" for tag in _SHARE_TAGS)
+    starts = "\n".join(f"start_virtiofsd {tag} {sources[tag]}" for tag in SHARE_TAGS)
     return f"""
 virtiofsd=$(command -v virtiofsd || true)
 if [ -z "$virtiofsd" ] && [ -x /usr/lib/qemu/virtiofsd ]; then

@@ -10,10 +10,10 @@ Pieces (one job each):
 
 - `systemd_instrumentation`: the files that make Debian a test node
   (backdoor.service on hvc0, no gettys on the driver's consoles, journald
-  to ttyS0, VLAN addresses, per-node setup over 9p, a lingering user);
+  to ttyS0, VLAN addresses, per-node setup over 9p or virtiofs, a lingering user);
 - `systemd_image`: `mmdebstrap` -> ext4 in qcow2 plus kernel and initrd,
   cached per package set under `<cache>/systemd-<key>/`;
-- `systemd_node`: per-node `run-<name>-vm` scripts (NixOS conventions) and
+- `systemd_node`: per-node `run-<name>-vm` scripts (fast or NixOS shape) and
   the small per-node directory the guest applies at boot.
 
 Typical use (what the spec loader does for a `guest = "systemd"` node)::
@@ -82,6 +82,7 @@ def prepare_systemd_node(
     boot_script: str | None = None,
     progress: Progress | None = None,
     cache_root: Path | None = None,
+    shape: str = "fast",
 ) -> Path:
     """Build (or reuse) the image for `packages`, write the node's start script.
 
@@ -102,4 +103,5 @@ def prepare_systemd_node(
         extra_kernel_params=extra_kernel_params,
         files=files,
         boot_script=boot_script,
+        shape=shape,
     )

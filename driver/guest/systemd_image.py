@@ -7,7 +7,9 @@ system in a qcow2 file.  The kernel and initrd are copied out next to it, so
 QEMU boots them directly (no boot loader: faster, and nothing to install).
 
 Images are cached below `<cache>/systemd-<key>/`, the key being a hash of the
-package set and `BUILDER_VERSION`.  A file lock serializes builders of the
+package set and the image's generation (`BUILDER_VERSION`, the base packages
+and the instrumentation).  Images of other generations are deleted once
+unused for a day.  A file lock serializes builders of the
 same key; a build happens in a private directory that is renamed into place
 only when complete, so a reader never sees half an image.
 """
@@ -33,6 +35,7 @@ from driver import processes
 from driver.errors import ConfigError, ImageBuildError
 from driver.guest import systemd_instrumentation as instrumentation
 from driver.guest.debs import cache_dir
+from driver.guest.tiny import STALE_IMAGE_SECONDS
 
 Progress = Callable[[str], None]
 
@@ -221,6 +224,10 @@ def _load(directory: Path) -> SystemdImage | None:
     )
     if not all(path.is_file() for path in (image.kernel, image.initrd, image.disk)):
         return None
+    try:
+        os.utime(manifest_path)  # "last used", for _prune_other_generations
+    except OSError:
+        pass  # a read-only cache is fine
     return image
 
 
@@ -410,21 +417,28 @@ def _safe_rmtree(path: Path) -> None:
 
 
 def _prune_other_generations(root: Path, report: Progress) -> None:
-    """Delete cached images made by other versions of this builder.
+    """Delete cached images made by other versions of this builder, once unused.
 
-    An image whose lock another process holds (being built or rebuilt) is
-    left alone.  A QEMU still running from a deleted image keeps its open
-    file, so deleting is safe for running guests.
+    Another vmtui (another checkout, a run still going) may be using an
+    image of another generation: its start scripts create their disks as
+    overlays of it, at every start and restart, and a kept state's overlay
+    needs it for as long as it is kept.  So an image goes only when nothing
+    has loaded it for STALE_IMAGE_SECONDS (loading refreshes the manifest's
+    mtime), as the tiny guest's images do.  An image whose lock another
+    process holds (being built or rebuilt) is left alone too.
     """
     current = image_generation()
+    cutoff = time.time() - STALE_IMAGE_SECONDS
     for directory in sorted(root.glob("systemd-*")):
         if not directory.is_dir() or "." in directory.name:
             continue
+        manifest_path = directory / "manifest.json"
         try:
-            generation = json.loads((directory / "manifest.json").read_text()).get("generation")
+            generation = json.loads(manifest_path.read_text()).get("generation")
+            last_used = manifest_path.stat().st_mtime
         except (OSError, ValueError):
             continue  # not a finished image: not ours to judge
-        if generation == current:
+        if generation == current or last_used >= cutoff:
             continue
         lock_path = root / f"{directory.name}.lock"
         with open(lock_path, "a+") as handle:

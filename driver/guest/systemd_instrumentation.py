@@ -4,7 +4,7 @@ The files here make a plain Debian system behave like a NixOS test node
 (reference §3.3): a root shell on hvc0 that prints the ready marker, no getty
 on the serial line or on hvc0, the journal forwarded to ttyS0, static VLAN
 addresses derived from the NIC's MAC, the per-node data and the shared
-directories over 9p, and a user whose `systemd --user` runs from boot.
+directories over 9p or virtiofs, and a user whose `systemd --user` runs from boot.
 
 Everything is described as data (`staged_files`, `SYMLINKS`) and written
 into a staging tree that the image builder copies over the root file system;
@@ -22,7 +22,7 @@ from pathlib import Path
 # (lingering), for `systemctl(..., user="alice")`.
 TEST_USER = "alice"
 
-# Where the start script's per-node 9p share is mounted in the guest: the
+# Where the start script's per-node share is mounted in the guest: the
 # node's /etc/hosts, files and boot script (see systemd_node.py).  The host
 # name comes from the kernel command line (systemd.hostname=).
 NODE_DIR = "/run/vmtui/node"
@@ -74,11 +74,15 @@ WantedBy=multi-user.target
 
 SETUP_SCRIPT = f"""\
 #!/bin/bash
-# Early per-node setup: mounts the 9p shares the start script offers and
-# applies the per-node data (hosts, files).  Runs before sysinit.target, so
-# units started later (databases, the boot hook) see the final /etc.
+# Early per-node setup: mounts the shares the start script offers and applies
+# the per-node data (hosts, files).  Runs before sysinit.target, so units
+# started later (databases, the boot hook) see the final /etc.
+# Two layouts (systemd_node.py): the fast shape shares the node directory
+# over 9p as "vmtui-node"; a NixOS shape shares it as the store ("nix-store",
+# on /nix/.ro-store, bound to /nix/store), over 9p or virtiofs.  Both share
+# "xchg" and "shared".
 # Every process costs a good fraction of a second under TCG on a busy host:
-# bash builtins where possible (the 9p modules come loaded from the initrd).
+# bash builtins where possible (the share modules come loaded from the initrd).
 set -u
 
 # Which 9p tags this QEMU offers: mounting an absent tag would only log errors.
@@ -88,13 +92,37 @@ for tag_file in /sys/bus/virtio/drivers/9pnet_virtio/*/mount_tag; do
     IFS= read -r -d '' tag < "$tag_file"
     tags[$tag]=1
 done
+# virtiofs devices (virtio device id 26); this kernel does not show their
+# tags, but the NixOS shape always offers the same three.
+virtiofs=
+for id_file in /sys/bus/virtio/devices/*/device; do
+    [ -e "$id_file" ] || continue
+    IFS= read -r id < "$id_file"
+    [ "$id" = 0x001a ] && virtiofs=1
+done
 
-mount_9p() {{  # tag mountpoint extra-options
-    [ -n "${{tags[$1]:-}}" ] || return 1
-    mount --mkdir -t 9p -o "trans=virtio,version=9p2000.L,msize=262144$3" "$1" "$2"
+mount_share() {{  # tag mountpoint ro|rw
+    local options=""
+    [ "$3" = ro ] && options=",ro"
+    if [ -n "${{tags[$1]:-}}" ]; then
+        mount --mkdir -t 9p -o "trans=virtio,version=9p2000.L,msize=262144$options" "$1" "$2"
+    elif [ -n "$virtiofs" ]; then
+        mount --mkdir -t virtiofs -o "${{3}}" "$1" "$2"
+    else
+        return 1
+    fi
 }}
 
-if mount_9p vmtui-node {NODE_DIR} ",ro"; then
+node=
+# (Only over 9p: asking virtiofs for an absent tag logs an error.)
+if [ -n "${{tags[vmtui-node]:-}}" ] && mount_share vmtui-node {NODE_DIR} ro; then
+    node=1
+elif mount_share nix-store /nix/.ro-store ro; then
+    mount --mkdir --bind /nix/.ro-store /nix/store
+    mount --mkdir --bind /nix/.ro-store {NODE_DIR}
+    node=1
+fi
+if [ -n "$node" ]; then
     if [ -s {NODE_DIR}/hosts ]; then
         IFS= read -r -d '' hosts < {NODE_DIR}/hosts
         printf '%s' "$hosts" > /etc/hosts
@@ -105,17 +133,17 @@ if mount_9p vmtui-node {NODE_DIR} ",ro"; then
         cp -r --preserve=mode {NODE_DIR}/files/. /
     fi
 fi
-mount_9p shared /tmp/shared ""
-mount_9p xchg /tmp/xchg ""
+mount_share shared /tmp/shared rw
+mount_share xchg /tmp/xchg rw
 exit 0
 """
 
 SETUP_UNIT = f"""\
 [Unit]
-Description=vmtui per-node setup (9p shares, hosts, files)
+Description=vmtui per-node setup (shares, hosts, files)
 DefaultDependencies=no
 # After tmpfiles: its boot-time cleanup of /tmp must never reach into the
-# 9p mounts under /tmp (they are host directories).
+# shares mounted under /tmp (they are host directories).
 After=local-fs.target systemd-tmpfiles-setup.service systemd-modules-load.service
 Before=sysinit.target network-pre.target
 Wants=network-pre.target
@@ -147,17 +175,40 @@ WantedBy=multi-user.target
 """
 
 # NixOS numbering: MAC 52:54:00:12:<vlan>:<node> -> 192.168.<vlan>.<node>.
+# A MAC of that form is not enough to call a NIC a VLAN NIC: a start script
+# without -nodefaults (the NixOS shapes) leaves the user-mode NIC QEMU's
+# default MAC 52:54:00:12:34:56, which reads as VLAN 0x34, node 0x56.  As a
+# NixOS node knows its own VLAN MACs from its configuration, the start script
+# names the node and its VLANs on the kernel command line (vmtui.node=,
+# vmtui.vlans=), and only those exact MACs get VLAN addresses.
 VLAN_ADDRESS_SCRIPT = """\
 #!/bin/sh
-# Called by udev for each test NIC: give it its static address.
+# Called by udev for each NIC with a 52:54:00:12: MAC: its static address.
 iface="$1"
 mac=$(cat "/sys/class/net/$iface/address")
 vlan=$((0x$(echo "$mac" | cut -d: -f5)))
 node=$((0x$(echo "$mac" | cut -d: -f6)))
+this_node= these_vlans=
+for word in $(cat /proc/cmdline); do
+    case "$word" in
+        vmtui.node=*) this_node=${word#vmtui.node=} ;;
+        vmtui.vlans=*) these_vlans=$(echo "${word#vmtui.vlans=}" | tr , ' ') ;;
+    esac
+done
+is_vlan_nic=
+if [ -n "$this_node" ]; then
+    if [ "$node" = "$this_node" ]; then
+        for wanted in $these_vlans; do
+            [ "$vlan" = "$wanted" ] && is_vlan_nic=1
+        done
+    fi
+elif [ "$vlan" -ne 0 ]; then
+    is_vlan_nic=1  # a start script that does not say: trust the MAC
+fi
 ip link set "$iface" up
-if [ "$vlan" -eq 0 ]; then
-    # The start script gives the user-mode (SLiRP) NIC "VLAN 0": QEMU's fixed
-    # guest address, no default route (a test node reaches only its VLANs).
+if [ -z "$is_vlan_nic" ]; then
+    # The user-mode (SLiRP) NIC: QEMU's fixed guest address, no default
+    # route (a test node reaches only its VLANs).
     ip address add 10.0.2.15/24 dev "$iface"
     exit 0
 fi
@@ -195,10 +246,20 @@ COMPRESS=zstd
 
 # initramfs-tools hook: modules loaded by the initrd, before the root file
 # system.  The root disk needs virtio_blk and ext4 (Debian builds them as
-# modules).  The console, NIC and 9p modules are loaded here too: later, in
-# the real root, they would queue behind udev's coldplug of every device,
-# and the backdoor (hvc0) and the 9p setup wait for them (seconds under TCG).
-INITRAMFS_MODULES = ("virtio_pci", "virtio_blk", "ext4", "virtio_console", "virtio_net", "9pnet_virtio", "9p")
+# modules).  The console, NIC, 9p and virtiofs modules are loaded here
+# too: later, in the real root, they would queue behind udev's coldplug of
+# every device, and the backdoor (hvc0) and the share setup wait for them
+# (seconds under TCG).
+INITRAMFS_MODULES = (
+    "virtio_pci",
+    "virtio_blk",
+    "ext4",
+    "virtio_console",
+    "virtio_net",
+    "9pnet_virtio",
+    "9p",
+    "virtiofs",  # the NixOS shape's shares (systemd_node.py)
+)
 INITRAMFS_HOOK = f"""\
 #!/bin/sh
 [ "$1" = prereqs ] && exit 0

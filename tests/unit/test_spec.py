@@ -77,7 +77,7 @@ def test_defaults(tmp_path: Path) -> None:
         ('script = "test.py"\n[nodes.a]\nboot = 3\n', "'boot' must be a string"),
         ('script = "test.py"\n[nodes.a]\npackages = ["nginx"]\n', "'packages' does not apply to guest = 'tiny'"),
         ('script = "test.py"\n[nodes.a]\nshape = "nixos-9p"\n', "'shape' must be one of 'fast', 'nixos', 'nixos-virtiofs'"),
-        ('script = "test.py"\n[nodes.a]\nguest = "systemd"\nshape = "nixos"\n', "'shape' does not apply to guest = 'systemd'"),
+        ('script = "test.py"\n[nodes.a]\nguest = "systemd"\nshape = "9p"\n', "'shape' must be one of 'fast', 'nixos'"),
         ('script = "test.py"\n[nodes.a]\ngraphics = "yes"\n', "'graphics' must be true or false"),
         ('script = "test.py"\n[nodes.a]\nguest = "systemd"\ngraphics = true\n', "'graphics' does not apply to guest = 'systemd'"),
         ('script = "test.py"\nglobal_timeout = -1\n[nodes.a]\n', "positive number"),
@@ -119,6 +119,12 @@ def test_the_screen_example_has_a_graphical_node() -> None:
 def test_tiny_nodes_take_graphics(tmp_path: Path) -> None:
     spec = parse_spec(write_spec(tmp_path, 'script = "test.py"\n[nodes.desk]\ngraphics = true\n[nodes.b]\n'))
     assert [node.options for node in spec.nodes] == [{}, {"graphics": True}]
+
+
+def test_systemd_nodes_take_a_start_script_shape(tmp_path: Path) -> None:
+    text = 'script = "test.py"\n[nodes.a]\nguest = "systemd"\nshape = "nixos"\npackages = ["curl"]\n'
+    spec = parse_spec(write_spec(tmp_path, text))
+    assert spec.nodes[0].options == {"shape": "nixos", "packages": ("curl",)}
 
 
 def test_start_command_paths_are_relative_to_the_spec(tmp_path: Path) -> None:

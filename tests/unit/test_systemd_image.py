@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -109,33 +111,55 @@ def test_guest_shell_scripts_parse(tmp_path: Path) -> None:
             assert done.returncode == 0, f"{staged.path}: {done.stderr}"
 
 
-def test_vlan_address_script_derives_nixos_addresses(tmp_path: Path) -> None:
-    """Run the udev helper with `cat` and `ip` replaced, for a VLAN NIC and the SLiRP NIC."""
+def run_vlan_address(tmp_path: Path, mac: str, cmdline: str) -> list[str]:
+    """Run the udev helper for eth1 with `cat` and `ip` replaced; the `ip` calls it makes."""
     script = tmp_path / "vlan-address"
     script.write_text(systemd_instrumentation.VLAN_ADDRESS_SCRIPT)
     bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "cat").write_text('#!/bin/sh\necho "$FAKE_MAC"\n')
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "cat").write_text(
+        '#!/bin/sh\nif [ "$1" = /proc/cmdline ]; then echo "$FAKE_CMDLINE"; else echo "$FAKE_MAC"; fi\n'
+    )
     (bin_dir / "ip").write_text('#!/bin/sh\necho "ip $*"\n')
     for tool in ("cat", "ip"):
         (bin_dir / tool).chmod(0o755)
+    done = subprocess.run(
+        ["sh", str(script), "eth1"],
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_MAC": mac, "FAKE_CMDLINE": cmdline},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout.splitlines()
 
-    def run(mac: str) -> list[str]:
-        done = subprocess.run(
-            ["sh", str(script), "eth1"],
-            env={"PATH": f"{bin_dir}:/usr/bin:/bin", "FAKE_MAC": mac},
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        return done.stdout.splitlines()
 
-    assert run("52:54:00:12:02:0a") == [
+def test_vlan_address_script_derives_nixos_addresses(tmp_path: Path) -> None:
+    """A VLAN NIC of the node and the SLiRP NIC (the fast shape's "VLAN 0" MAC)."""
+    cmdline = "root=/dev/vda vmtui.node=10 vmtui.vlans=2,7"
+    assert run_vlan_address(tmp_path, "52:54:00:12:02:0a", cmdline) == [
         "ip link set eth1 up",
         "ip address add 192.168.2.10/24 dev eth1",
         "ip address add 2001:db8:2::10/64 dev eth1 nodad",
     ]
-    assert run("52:54:00:12:00:03") == ["ip link set eth1 up", "ip address add 10.0.2.15/24 dev eth1"]
+    slirp = ["ip link set eth1 up", "ip address add 10.0.2.15/24 dev eth1"]
+    assert run_vlan_address(tmp_path, "52:54:00:12:00:0a", cmdline) == slirp
+    assert run_vlan_address(tmp_path, "52:54:00:12:07:0a", cmdline)[1] == "ip address add 192.168.7.10/24 dev eth1"
+
+
+def test_qemus_default_mac_is_not_taken_for_a_vlan_nic(tmp_path: Path) -> None:
+    """A NixOS-shaped script leaves the user NIC QEMU's default MAC 52:54:00:12:34:56,
+    which reads as VLAN 52, node 86: only the node's own VLAN MACs count."""
+
+    def addresses(mac: str, cmdline: str) -> list[str]:
+        calls = run_vlan_address(tmp_path, mac, cmdline)
+        return [call.split()[3] for call in calls if call.startswith("ip address add")]
+
+    node_86 = "console=ttyS0 vmtui.node=86 vmtui.vlans=1 console=tty0"
+    assert addresses("52:54:00:12:34:56", node_86) == ["10.0.2.15/24"]
+    assert addresses("52:54:00:12:34:56", "vmtui.node=2 vmtui.vlans=1,52") == ["10.0.2.15/24"]
+    assert addresses("52:54:00:12:01:56", node_86) == ["192.168.1.86/24", "2001:db8:1::86/64"]
+    # A node on no VLAN: every NIC is the user NIC.
+    assert addresses("52:54:00:12:01:02", "vmtui.node=2 vmtui.vlans=") == ["10.0.2.15/24"]
 
 
 def test_hosts_text_names_every_node_by_its_first_vlan() -> None:
@@ -225,14 +249,27 @@ def test_images_of_other_generations_are_pruned(tmp_path: Path) -> None:
         return directory
 
     outdated = fake("systemd-0000000000000000", "an-older-builder")
+    two_days_ago = time.time() - 2 * 24 * 3600
+    os.utime(outdated / "manifest.json", (two_days_ago, two_days_ago))
+    # Another checkout (or a run still going) loaded this one lately: it stays.
+    in_use = fake("systemd-3333333333333333", "an-older-builder")
     current = fake("systemd-1111111111111111", systemd_image.image_generation())
     building = tmp_path / "systemd-2222222222222222.build-123"
     building.mkdir()
     messages: list[str] = []
     systemd_image._prune_other_generations(tmp_path, messages.append)
     assert not outdated.exists()
-    assert current.exists() and building.exists()
+    assert current.exists() and building.exists() and in_use.exists()
     assert messages == ["removing outdated systemd guest image systemd-0000000000000000"]
+
+
+def test_loading_an_image_marks_it_used(tmp_path: Path) -> None:
+    image = fake_image(tmp_path)
+    manifest = image.directory / "manifest.json"
+    manifest.write_text('{"generation": "an-older-builder"}')
+    os.utime(manifest, (1, 1))
+    assert systemd_image._load(image.directory) is not None
+    assert manifest.stat().st_mtime > time.time() - 60
 
 
 def test_build_steps_stream_output_and_explain_failures() -> None:
