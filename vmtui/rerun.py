@@ -622,6 +622,9 @@ class RerunController:
         """
         if self.checkpoints is None:
             raise RuntimeError("checkpoints are not available in this session")
+        if self.checkpoints_refused:
+            # Known since the first refusal: say so now, not at the statement's end.
+            raise RuntimeError(self.checkpoints_refused)
         if self.runner.is_running:
             with self._pending_lock:
                 self._pending_checkpoints.append(name)
