@@ -1048,6 +1048,16 @@ class Machine(EfiVarsMixin):
             for char in chars:
                 self.send_key(char, delay, log=False)
 
+    def is_graphical(self) -> bool:
+        """Whether QEMU has a display device to take a screenshot of.
+
+        Asked quietly (no log block): a dump of the screen to /dev/null,
+        which QEMU refuses when it has no console to dump.
+        """
+        if not self.booted or self.is_dead() is not None:
+            return False
+        return not self._require_monitor().send("screendump /dev/null").strip()
+
     def screenshot(self, filename: str) -> None:
         """Save the screen as PNG (`.png` is added to a name without a dot;
         a name without `/` goes into the output directory)."""
