@@ -334,3 +334,13 @@ def test_a_checkpoint_asked_for_mid_run_says_at_once_why_there_are_none(harness)
     assert not any("taken when the running statement ends" in line for line in h.log)
     h.host.release.set()
     assert h.wait_finished().ok
+
+
+def test_the_plain_rerun_instead_of_a_rewind_names_the_line_the_user_sees(harness) -> None:  # type: ignore[no-untyped-def]
+    h = harness(checkpoints=RefusingCheckpoints(), nodes_up=True)
+    h.start_run(0, None)
+    assert h.wait_finished().ok
+    outcome = h.controller.rewind(3)  # the subtest, on line 4
+    assert outcome.plan is not None
+    assert "a plain rerun from line 4 instead" in outcome.plan.reason, outcome.plan.reason
+    assert h.wait_finished().ok
