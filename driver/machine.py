@@ -496,7 +496,12 @@ class Machine(EfiVarsMixin):
         if process is not self.process:
             return
         reason = describe_exit(returncode)
-        if not self._stopping:
+        if self._stopping:
+            pass
+        elif returncode == 0:
+            # A guest that powered itself off: news, not a warning (NixOS says nothing).
+            self.logger.info(reason, machine=self.name)
+        else:
             self.logger.warning(f"{reason}{self._console_tail(5)}", machine=self.name)
         self.connected = False
         self._publish(MachineState.EXITED, exit_code=returncode, detail=reason)
