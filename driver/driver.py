@@ -345,7 +345,9 @@ class Driver:
             if any(isinstance(exc, ScriptCancelled) for exc in failures.values()):
                 raise ScriptCancelled("the run was cancelled while starting the VMs")
             if failures:
-                details = "; ".join(f"{name}: {_without_prefix(str(exc), name)}" for name, exc in sorted(failures.items()))
+                details = "; ".join(
+                    f"{name}: {_without_prefix(str(exc), name)}" for name, exc in sorted(failures.items())
+                )
                 raise MachineError(f"could not start {details}")
 
     def join_all(self) -> None:
