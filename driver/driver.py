@@ -346,8 +346,10 @@ class Driver:
             if any(isinstance(exc, ScriptCancelled) for exc in failures.values()):
                 raise ScriptCancelled("the run was cancelled while starting the VMs")
             if failures:
-                details = "; ".join(f"{name}: {exc}" for name, exc in sorted(failures.items()))
-                raise MachineError(f"could not start {', '.join(sorted(failures))}: {details}")
+                details = "; ".join(
+                    f"{name}: {_without_prefix(str(exc), name)}" for name, exc in sorted(failures.items())
+                )
+                raise MachineError(f"could not start {details}")
 
     def join_all(self) -> None:
         with self.logger.nested("wait for all VMs to finish"):
@@ -515,3 +517,9 @@ class Driver:
         script_context.uninstall(self._machine_defaults)
         if self._owns_tmp_dir:
             scratch.remove(self.tmp_dir)
+
+
+def _without_prefix(message: str, name: str) -> str:
+    """A machine's error text without its leading "<name>: " (the caller names it once)."""
+    prefix = f"{name}: "
+    return message[len(prefix) :] if message.startswith(prefix) else message

@@ -511,7 +511,12 @@ class Machine(EfiVarsMixin):
         if process is not self.process:
             return
         reason = describe_exit(returncode)
-        if self.runstate.state is not Runstate.STOPPING:
+        if self.runstate.state is Runstate.STOPPING:
+            pass
+        elif returncode == 0:
+            # A guest that powered itself off: news, not a warning (NixOS says nothing).
+            self.logger.info(reason, machine=self.name)
+        else:
             self.logger.warning(f"{reason}{self._console_tail(5)}", machine=self.name)
         self.runstate.move(Runstate.DIED, only_from=[Runstate.STARTING, Runstate.BOOTED, Runstate.CONNECTED])
         self._publish(MachineState.EXITED, exit_code=returncode, detail=reason)
@@ -1066,6 +1071,16 @@ class Machine(EfiVarsMixin):
         with self.nested(f"sending keys {chars!r}"):
             for char in chars:
                 self.send_key(char, delay, log=False)
+
+    def is_graphical(self) -> bool:
+        """Whether QEMU has a display device to take a screenshot of.
+
+        Asked quietly (no log block): a dump of the screen to /dev/null,
+        which QEMU refuses when it has no console to dump.
+        """
+        if not self.booted or self.is_dead() is not None:
+            return False
+        return not self._require_monitor().send("screendump /dev/null").strip()
 
     @contextlib.contextmanager
     def _screendump(self) -> Iterator[Path]:

@@ -28,6 +28,7 @@ when its leader is gone already.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import ctypes.util
 import os
@@ -164,6 +165,10 @@ def _group_exists(pgid: int) -> bool:
     return _signal_group(pgid, 0)
 
 
+# How long a leader may take to end before the rest of its group is signalled too.
+_LEADER_FIRST_SECONDS = 2.0
+
+
 def terminate_groups(children: Sequence[subprocess.Popen[bytes]], grace: float = 5.0) -> None:
     """SIGTERM each child's process group, SIGKILL what is left after `grace`.
 
@@ -172,6 +177,16 @@ def terminate_groups(children: Sequence[subprocess.Popen[bytes]], grace: float =
     signal handler that interrupted a thread blocked in `wait()` itself.
     """
     groups = [popen.pid for popen in children]
+    # Each leader first (QEMU, exec'd by its start script): helpers such as
+    # virtiofsd serve it while it shuts down, and ending them at the same
+    # moment makes QEMU log vhost-user errors on its way out.
+    for popen in children:
+        if popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(popen.pid, signal.SIGTERM)
+    leaders_deadline = time.monotonic() + min(grace, _LEADER_FIRST_SECONDS)
+    while time.monotonic() < leaders_deadline and any(popen.poll() is None for popen in children):
+        time.sleep(0.02)
     for pgid in groups:
         _signal_group(pgid, signal.SIGTERM)
     deadline = time.monotonic() + grace

@@ -141,6 +141,7 @@ class FailureMachine(Protocol):
     def execute(self, command: str, check_return: bool = True, check_output: bool = True,
                 timeout: float | None = 900) -> tuple[int, str]: ...
     def screenshot(self, filename: str) -> None: ...
+    def is_graphical(self) -> bool: ...
 
 
 @dataclass
@@ -327,13 +328,20 @@ class RunRecord:
             up = False
         if not up:
             return [f"{name}: not running, nothing collected"]
-        graphical = getattr(machine, "is_graphical", None)
-        if graphical is None or (callable(graphical) and graphical()) or graphical is True:
+        try:
+            graphical = machine.is_graphical()
+        except Exception as exc:  # a broken monitor must not lose the rest of the bundle
+            graphical = False
+            notes.append(f"{name}: no screenshot ({_first_line(exc)})")
+        else:
+            if not graphical:
+                notes.append(f"{name}: no screenshot (no display device)")
+        if graphical:
             shot = folder / f"screenshot-{safe_name(name)}.png"
             try:
                 machine.screenshot(str(shot))
                 notes.append(f"{name}: screenshot {shot.name}")
-            except Exception as exc:  # no display device: not a graphical node
+            except Exception as exc:  # the display went away meanwhile
                 notes.append(f"{name}: no screenshot ({_first_line(exc)})")
         if info.unit_wait is not None and info.unit_wait[0] == name:
             unit = info.unit_wait[1]

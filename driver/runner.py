@@ -308,15 +308,18 @@ class ScriptRunner:
         code = self._codes[statement.index]
         self.bus.publish(StatementStarted(run_id=run_id, line=statement.line, end_line=statement.end_line))
         started = time.monotonic()
+        paused_before = self._paused_seconds()
 
         def finished(ok: bool, error: str | None = None, *, cancelled: bool = False) -> None:
+            # Time spent paused in the debugger is not the statement's.
+            paused = self._paused_seconds() - paused_before
             self.bus.publish(
                 StatementFinished(
                     run_id=run_id,
                     line=statement.line,
                     end_line=statement.end_line,
                     ok=ok,
-                    duration=time.monotonic() - started,
+                    duration=max(0.0, time.monotonic() - started - paused),
                     error=error,
                     cancelled=cancelled,
                 )
@@ -343,6 +346,9 @@ class ScriptRunner:
             return self._failed(exc, finished)
         finished(True)
         return RunResult(ok=True)
+
+    def _paused_seconds(self) -> float:
+        return self.stepper.paused_seconds if self.stepper is not None else 0.0
 
     def _failed(self, exc: BaseException, finished: Callable[[bool, str | None], None]) -> RunResult:
         error, error_line = self.report_failure(exc)

@@ -38,6 +38,7 @@ import queue
 import reprlib
 import sys
 import threading
+import time
 import traceback
 import types
 from dataclasses import dataclass, field
@@ -130,6 +131,9 @@ class Stepper(bdb.Bdb):
         self.bus = bus
         self.stop_at_start = False
         self.post_mortem = True
+        # Seconds the script thread has spent paused, in all; statement
+        # timings leave this out (written by the script thread only).
+        self.paused_seconds = 0.0
         self._lock = threading.Lock()
         self._breakpoints: frozenset[int] = frozenset()
         self._plan = _Plan()
@@ -463,6 +467,7 @@ class Stepper(bdb.Bdb):
             self._plan = _Plan()
         self.bus.publish(DebuggerPaused(run_id=run.run_id, line=line, reason=reason, stack=stack, error=error))
         stopped = False
+        paused_at = time.monotonic()
         try:
             while True:
                 command = self._commands.get()
@@ -490,6 +495,7 @@ class Stepper(bdb.Bdb):
                         self._plan = leftover.plan
                     else:
                         stopped = True
+            self.paused_seconds += time.monotonic() - paused_at
             self.bus.publish(DebuggerResumed(run_id=run.run_id))
         if stopped or self._stop_requested:
             raise ScriptCancelled("the run was stopped")

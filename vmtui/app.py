@@ -481,6 +481,9 @@ class VmtuiApp(LiveApp):
             return
         script = self.script_view
         failed = event.reason == "exception"
+        if failed:
+            # The run has failed, though it waits in post-mortem: quitting now exits 1.
+            self.last_result_ok = False
         script.set_paused(event.line, PausedKind.ERROR if failed else PausedKind.PAUSED)
         script.goto_line(event.line)
         self.query_one(StackView).show_stack(event.stack)

@@ -102,7 +102,8 @@ class TerminalLog:
                 self._print(self._paint(_BRIGHT_GREEN, plain_text(event.title)), event.machine)
         elif isinstance(event, BlockClosed):
             title, machine = self._open_blocks.pop(event.block_id, ("?", None))
-            if self.level <= LogLevel.INFO:
+            # NixOS prints no "finished" line for a block left by an exception.
+            if self.level <= LogLevel.INFO and event.ok:
                 self._print(f"(finished: {plain_text(title)}, in {event.duration:.2f} seconds)", machine)
         elif isinstance(event, ConsoleOutput):
             if self.level <= LogLevel.INFO and self.serial_enabled():
@@ -194,7 +195,6 @@ class JUnitReport:
         self.main = _Case("main")
         self.cases: list[_Case] = []
         self._stack: list[_OpenSubtest] = []
-        self._titles: dict[int, tuple[str, str | None]] = {}
         self.suite_out: list[str] = []
         self.suite_err: list[str] = []
 
@@ -204,7 +204,6 @@ class JUnitReport:
     def __call__(self, event: Event) -> None:
         with self._lock:
             if isinstance(event, BlockOpened):
-                self._titles[event.block_id] = (event.title, event.machine)
                 self._out(_prefixed(plain_text(event.title), event.machine))
                 if event.kind == "subtest":
                     case = _Case(event.title.removeprefix("subtest: "))
@@ -218,9 +217,7 @@ class JUnitReport:
                         top.case.failure = plain_text(event.error or "failed")
                     if self._stack:
                         self._stack[-1].nested_time += event.duration
-                title, machine = self._titles.pop(event.block_id, ("?", None))
-                finished = f"(finished: {plain_text(title)}, in {event.duration:.2f} seconds)"
-                self._out(_prefixed(finished, machine))
+                # NixOS's JUnit logger records a block's title, never its "finished" line.
             elif isinstance(event, ConsoleOutput):
                 for line in event.lines:
                     self._out(f"{event.machine} # {plain_line(line)}")

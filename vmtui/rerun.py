@@ -583,10 +583,11 @@ class RerunController:
             plan = plan_rewind(statement_index, self.checkpoint_marks())
             if plan is None and self.checkpoints_refused:
                 # Nothing can put the VMs back: rerun from that statement
-                # against them as they are, and say why.
+                # against them as they are, and say why (by the line the gutter shows).
+                line = self.runner.statements[statement_index].line
                 plan = RerunPlan(RerunMode.CHANGED, statement_index,
                                  reason=f"cannot rewind, no checkpoints in this test: {self.checkpoints_refused}; "
-                                        f"a plain rerun from statement {statement_index + 1} instead, "
+                                        f"a plain rerun from line {line} instead, "
                                         "the VMs as they are")
             if plan is None:
                 return SaveOutcome(error="no checkpoint was taken at or before that statement")
@@ -623,6 +624,9 @@ class RerunController:
         """
         if self.checkpoints is None:
             raise RuntimeError("checkpoints are not available in this session")
+        if self.checkpoints_refused:
+            # Known since the first refusal: say so now, not at the statement's end.
+            raise RuntimeError(self.checkpoints_refused)
         if self.runner.is_running:
             with self._pending_lock:
                 self._pending_checkpoints.append(name)

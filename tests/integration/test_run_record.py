@@ -159,4 +159,8 @@ def test_the_failure_bundle_has_a_screenshot_of_each_node_with_a_display(vm_netw
     assert "screen: screenshot screenshot-screen.png" in failure and "plain: no screenshot" in failure
     # The record saw the real boot: both consoles, and the screendump's own block.
     assert (tmp_path / "rec" / "consoles" / "screen.log").stat().st_size > 0
-    assert "screen: making screenshot" in (tmp_path / "rec" / "driver.log").read_text()
+    driver_log = (tmp_path / "rec" / "driver.log").read_text()
+    assert "screen: making screenshot" in driver_log
+    # A node without a display is not asked for one: no screenshot block in the log.
+    assert "plain: making screenshot" not in driver_log
+    assert "plain: no screenshot (no display device)" in failure

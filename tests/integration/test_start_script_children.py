@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from driver.errors import MachineDied, MachineError
-from driver.events import MachineState
+from driver.events import LogLevel, LogMessage, MachineState
 
 if TYPE_CHECKING:
     from conftest import NetworkFactory
@@ -102,10 +102,15 @@ def test_crash_ends_virtiofsd(vm_network: NetworkFactory) -> None:
 
 def test_guest_poweroff_ends_virtiofsd(vm_network: NetworkFactory) -> None:
     machine, sid = boot_with_helpers(vm_network, "poweroff")
+    messages: list[LogMessage] = []
+    machine.bus.subscribe(lambda e: messages.append(e) if isinstance(e, LogMessage) else None)  # type: ignore[attr-defined]
     # The guest powers itself off; no shutdown() from the driver.
     machine.execute("poweroff", check_return=False)  # type: ignore[attr-defined]
     machine.wait_for_shutdown()  # type: ignore[attr-defined]
     assert wait_for_empty_session(sid) == {}
+    # A clean exit is news, not a warning with the console's last lines.
+    exits = [m for m in messages if m.message.startswith("QEMU exited")]
+    assert [(m.message, m.level) for m in exits] == [("QEMU exited with status 0", LogLevel.INFO)]
 
 
 def test_qemu_dying_ends_virtiofsd(vm_network: NetworkFactory) -> None:

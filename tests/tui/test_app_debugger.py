@@ -257,3 +257,12 @@ async def test_selecting_a_variable_shows_its_whole_value_in_the_repl(tmp_path: 
         # The pane cuts the repr off; the REPL gets all of it.
         await wait_until(pilot, lambda: "'item-39'" in repl_output(app), "the whole value in the REPL")
         assert ">>> long_list" in repl_output(app)
+
+
+async def test_quitting_in_post_mortem_exits_as_a_failed_test(tmp_path: Path) -> None:
+    # `q` while the failure is still on screen: the test failed, so exit 1.
+    app = script_app(tmp_path, FAILING, autostart=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: paused_at(app, 3), "post-mortem stop on line 3")
+        await pilot.press("q")
+    assert app.return_value == 1  # what run_tui() returns as the exit status

@@ -203,7 +203,7 @@ async def fallback_steps(app: VmtuiApp, tmp_path: Path) -> None:
         assert runs.ended[-1].ok
         rewind = [line for line in said if line.startswith("rewind: ")]
         assert rewind and rewind[-1].startswith("rewind: cannot rewind, no checkpoints in this test: node cannot")
-        assert "a plain rerun from statement 3 instead" in rewind[-1]
+        assert "a plain rerun from line 3 instead" in rewind[-1]
         assert (await guest(app, "cat /root/three"))[1] == "three\n"
 
         # `k` says why no checkpoint can be taken.

@@ -5,6 +5,7 @@ Nothing here boots a VM: every case fails before the first machine starts.
 
 from __future__ import annotations
 
+import gzip
 import importlib.metadata
 import tempfile
 from pathlib import Path
@@ -206,3 +207,17 @@ def test_replay_bad_input_is_one_line_and_exit_2(tmp_path, capsys) -> None:
     assert len(err) == 2 and "no such file" in err[0]
     assert err[1].startswith("vmtui: ") and "path" in err[1]
     assert not list(Path(tempfile.gettempdir()).glob("vmtui-replay-*"))
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [("empty.log", b""), ("blank.log", b"\n  \n"), ("empty.xml.gz", gzip.compress(b""))],
+)
+def test_replay_of_an_empty_log_is_an_error_not_a_blank_screen(tmp_path, capsys, name: str, content: bytes) -> None:
+    from vmtui.cli import main
+
+    log = tmp_path / name
+    log.write_bytes(content)
+    assert main(["replay", str(log)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"vmtui: {log}: empty, nothing to replay"]

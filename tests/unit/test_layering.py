@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 UI_PACKAGES = ("textual", "rich")
 
 # Public methods of Machine that are the driver's plumbing, not script API.
-DRIVER_ONLY = frozenset({"exclusive_channel", "is_dead", "reset_state_dir", "send_control", "shell_socket_path", "screen_frame", "press_key"})
+DRIVER_ONLY = frozenset({"exclusive_channel", "is_dead", "reset_state_dir", "send_control", "shell_socket_path", "screen_frame", "press_key", "is_graphical"})
 
 
 def _loaded_ui_modules(code: str, cwd: Path) -> list[str]:

@@ -7,6 +7,7 @@ is exactly what the kernel does with them.
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -187,3 +188,21 @@ def test_terminate_ends_a_group_whose_leader_is_gone(tmp_path: Path) -> None:
     assert not is_gone(helper)
     processes.registry.terminate(leader, grace=2.0)
     assert wait_gone(helper)
+
+
+def test_terminate_ends_the_leader_before_the_helpers_it_started(tmp_path: Path) -> None:
+    # A virtiofs start script's shape: virtiofsd in the background, then
+    # `exec qemu`.  QEMU still talks to virtiofsd while it shuts down, so
+    # the helper must outlive it (else QEMU logs vhost-user errors).
+    log = tmp_path / "order"
+    ready = tmp_path / "ready"
+    helper = f"trap 'echo helper >> {log}; exit 0' TERM; touch {ready}.helper; while :; do sleep 0.02; done"
+    leader_script = (
+        f"bash -c {shlex.quote(helper)} & "
+        f"trap 'sleep 0.3; echo leader >> {log}; exit 0' TERM; touch {ready}.leader; while :; do sleep 0.02; done"
+    )
+    leader = processes.spawn(["bash", "-c", leader_script])
+    while not (Path(f"{ready}.helper").exists() and Path(f"{ready}.leader").exists()):
+        time.sleep(0.01)  # both traps are set
+    processes.registry.terminate(leader, grace=5.0)
+    assert log.read_text().split() == ["leader", "helper"]

@@ -315,3 +315,32 @@ def test_without_checkpoints_rewind_and_checkpoint_mode_say_so_and_rerun(harness
     assert "no checkpoints in this test" in outcome.plan.reason
     assert h.wait_finished().ok
     assert h.host.trace == ["FOUR"]
+
+
+def test_a_checkpoint_asked_for_mid_run_says_at_once_why_there_are_none(harness) -> None:  # type: ignore[no-untyped-def]
+    # `k` while a statement runs (or the run waits in post-mortem) must not
+    # promise a checkpoint "when the running statement ends" once the test
+    # is known to have none.
+    checkpoints = RefusingCheckpoints()
+    h = harness("trace.append('a')\nblock()\ntrace.append('b')\n", checkpoints=checkpoints, nodes_up=True)
+    with pytest.raises(RuntimeError):
+        checkpoints.save("probe")  # as the boot checkpoint of such a test is refused
+    h.start_run(0, None)
+    while "a" not in h.host.trace:
+        time.sleep(0.01)
+    assert h.runner.is_running
+    with pytest.raises(RuntimeError, match="node cannot be checkpointed: a vhost-user-fs device"):
+        h.controller.checkpoint_now()
+    assert not any("taken when the running statement ends" in line for line in h.log)
+    h.host.release.set()
+    assert h.wait_finished().ok
+
+
+def test_the_plain_rerun_instead_of_a_rewind_names_the_line_the_user_sees(harness) -> None:  # type: ignore[no-untyped-def]
+    h = harness(checkpoints=RefusingCheckpoints(), nodes_up=True)
+    h.start_run(0, None)
+    assert h.wait_finished().ok
+    outcome = h.controller.rewind(3)  # the subtest, on line 4
+    assert outcome.plan is not None
+    assert "a plain rerun from line 4 instead" in outcome.plan.reason, outcome.plan.reason
+    assert h.wait_finished().ok

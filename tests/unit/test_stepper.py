@@ -9,12 +9,13 @@ from __future__ import annotations
 import queue
 import textwrap
 import threading
+import time
 from typing import Any, Callable
 
 import pytest
 
 from driver.errors import RequestedAssertionFailed
-from driver.events import DebuggerPaused, DebuggerResumed, EventBus, ScriptFinished, ScriptStarted
+from driver.events import DebuggerPaused, DebuggerResumed, EventBus, ScriptFinished, ScriptStarted, StatementFinished
 from driver.logger import Logger
 from driver.runner import RunResult, ScriptRunner
 from driver.stepper import Stepper
@@ -424,3 +425,19 @@ def test_post_mortem_ends_the_run_on_any_resume(control: str) -> None:
     assert s.where() == (1, "exception")
     getattr(s.stepper, control)()
     assert not s.finish().ok
+
+
+def test_time_paused_at_a_breakpoint_is_not_the_statements_time() -> None:
+    # The gutter shows each statement's time: a statement paused at for a
+    # while before it ran must still show how long it took to run.
+    s = Session(SCRIPT, breakpoints=(10,))
+    finished: list[StatementFinished] = []
+    s.bus.subscribe(lambda event: finished.append(event) if isinstance(event, StatementFinished) else None)
+    s.start()
+    assert s.where() == (10, "breakpoint")
+    pause = 1.0
+    time.sleep(pause)
+    s.stepper.resume()
+    assert s.finish().ok
+    (last,) = [event for event in finished if event.line == 10]
+    assert last.ok and last.duration < pause / 2, last.duration

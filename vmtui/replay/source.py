@@ -123,6 +123,8 @@ def open_source(path: Path, script: Path | None = None) -> ReplaySource:
     if b"\x00" in head:
         raise ConfigError(f"{path}: not a NixOS test log (binary data)")
     stripped = head.lstrip()
+    if not stripped:
+        raise ConfigError(f"{path}: empty, nothing to replay")
     kind = "xml-log" if stripped.startswith((b"<?xml", b"<logfile")) else "nixos-log"
     return ReplaySource(kind=kind, path=path, name=_test_name(path), script_path=script, script_text=script_text)
 
