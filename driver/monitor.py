@@ -140,11 +140,16 @@ def key_name(key: str) -> str:
 # -- screendump: PPM to PNG, without external tools ---------------------------------
 
 
-def _ppm_tokens(data: bytes, count: int) -> tuple[list[int], int]:
-    """The first `count` header numbers of a PPM and the offset after them."""
+def ppm_header(data: bytes) -> tuple[int, int, int]:
+    """(width, height, offset of the pixels) of a binary PPM (P6) with maxval 255.
+
+    ValueError for anything else: QEMU's screendump writes only this kind.
+    """
+    if not data.startswith(b"P6"):
+        raise ValueError("not a binary PPM (P6) image")
     values: list[int] = []
     position = 2  # after the magic
-    while len(values) < count:
+    while len(values) < 3:
         while position < len(data) and data[position : position + 1].isspace():
             position += 1
         if data[position : position + 1] == b"#":
@@ -157,17 +162,16 @@ def _ppm_tokens(data: bytes, count: int) -> tuple[list[int], int]:
         if start == position:
             raise ValueError("malformed PPM header")
         values.append(int(data[start:position]))
+    width, height, maxval = values
+    if maxval != 255:
+        raise ValueError(f"unsupported PPM depth (maxval {maxval})")
     # Exactly one whitespace byte separates the header from the pixels.
-    return values, position + 1
+    return width, height, position + 1
 
 
 def ppm_to_png(ppm: bytes) -> bytes:
     """Convert a binary PPM (P6, as QEMU's screendump writes) to a PNG."""
-    if not ppm.startswith(b"P6"):
-        raise ValueError("not a binary PPM (P6) image")
-    (width, height, maxval), offset = _ppm_tokens(ppm, 3)
-    if maxval != 255:
-        raise ValueError(f"unsupported PPM depth (maxval {maxval})")
+    width, height, offset = ppm_header(ppm)
     row_size = width * 3
     pixels = ppm[offset : offset + row_size * height]
     if len(pixels) != row_size * height:

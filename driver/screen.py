@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from driver.errors import MachineError
-from driver.monitor import ppm_to_png
+from driver.monitor import ppm_header, ppm_to_png
 
 
 @dataclass(frozen=True)
@@ -39,35 +39,9 @@ class Frame:
         return ppm_to_png(header + self.pixels)
 
 
-def _ppm_header(data: bytes) -> tuple[int, int, int]:
-    """(width, height, offset of the pixels) of a P6 PPM with maxval 255."""
-    if not data.startswith(b"P6"):
-        raise ValueError("not a binary PPM (P6) image")
-    values: list[int] = []
-    position = 2
-    while len(values) < 3:
-        while position < len(data) and data[position : position + 1].isspace():
-            position += 1
-        if data[position : position + 1] == b"#":
-            while position < len(data) and data[position] not in b"\r\n":
-                position += 1
-            continue
-        start = position
-        while position < len(data) and data[position : position + 1].isdigit():
-            position += 1
-        if start == position:
-            raise ValueError("malformed PPM header")
-        values.append(int(data[start:position]))
-    width, height, maxval = values
-    if maxval != 255:
-        raise ValueError(f"unsupported PPM depth (maxval {maxval})")
-    # One whitespace byte separates the header from the pixels.
-    return width, height, position + 1
-
-
 def frame_from_ppm(data: bytes) -> Frame:
     """Decode a screendump; ValueError if it is not a complete P6 PPM."""
-    width, height, offset = _ppm_header(data)
+    width, height, offset = ppm_header(data)
     size = width * height * 3
     pixels = data[offset : offset + size]
     if len(pixels) != size:

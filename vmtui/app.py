@@ -375,10 +375,7 @@ class VmtuiApp(LiveApp):
         return self.session.driver.machine_named(name)
 
     def action_toggle_screen(self, machine: str | None = None) -> None:
-        if self.session is None:
-            self.notify("the machines are not ready yet", severity="warning", timeout=2)
-            return
-        machine = machine or self._focused_machine() or (self.config.nodes[0].name if self.config.nodes else None)
+        machine = self._node_for_action(machine)
         if machine is None:
             return
         open_pane = next((pane for pane in self.query(ScreenPane) if pane.machine == machine), None)

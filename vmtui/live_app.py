@@ -430,11 +430,16 @@ class LiveApp(App[int]):
             node = node.parent  # type: ignore[assignment]
         return None
 
-    def action_open_shell(self, machine: str | None = None) -> None:
+    def _node_for_action(self, machine: str | None) -> str | None:
+        """The node a per-node key acts on: the one named, else the focused
+        pane's, else the first; None (and a notice) before the session is up."""
         if self.session is None:
             self.notify("the machines are not ready yet", severity="warning", timeout=2)
-            return
-        machine = machine or self._focused_machine() or (self.config.nodes[0].name if self.config.nodes else None)
+            return None
+        return machine or self._focused_machine() or (self.config.nodes[0].name if self.config.nodes else None)
+
+    def action_open_shell(self, machine: str | None = None) -> None:
+        machine = self._node_for_action(machine)
         if machine is None:
             return
         pane = ShellPane(machine)
