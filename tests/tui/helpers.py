@@ -41,6 +41,13 @@ def close_made_sessions() -> None:
         _made_sessions.pop().close()
 
 
+def new_session(config: TestConfig, out_dir: Path) -> Session:
+    """A real Session that ends with the test (every app factory in the TUI tests uses this)."""
+    made = Session(config, EventBus(), out_dir=out_dir)
+    _made_sessions.append(made)
+    return made
+
+
 def script_app(
     tmp_path: Path,
     source: str,
@@ -59,9 +66,7 @@ def script_app(
         if session is not None:
             session.config = cfg
             return session
-        made = Session(cfg, EventBus(), out_dir=tmp_path / "out")
-        _made_sessions.append(made)
-        return made
+        return new_session(cfg, tmp_path / "out")
 
     return VmtuiApp(config, make_session, autostart=autostart, clock=None, state_dir=tmp_path / "state")
 

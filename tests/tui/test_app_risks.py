@@ -10,12 +10,10 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from helpers import evaluate, wait_until
+from helpers import evaluate, new_session, wait_until
 from driver.config import TestConfig
-from driver.events import EventBus
 import vmtui.app
 from vmtui.app import VmtuiApp
-from vmtui.session import Session
 from widgets.debugger import ReplInput, VariablesView
 
 SIZE = (140, 42)
@@ -33,8 +31,10 @@ class WatchedApp(VmtuiApp):
         self.notices: list[tuple[str, str]] = []
 
     def on_mount(self) -> None:
+        # Textual calls every class's own on_mount (VmtuiApp's after this
+        # one): calling super() here too would mount the app twice, opening
+        # a second session that replaces the first.
         self.ui_thread = threading.get_ident()
-        super().on_mount()
 
     def _note_thread(self, what: object) -> None:
         if self.ui_thread is not None and threading.get_ident() != self.ui_thread:
@@ -58,7 +58,7 @@ def watched_app(tmp_path: Path, source: str) -> WatchedApp:
     script.write_text(source)
     config = TestConfig(nodes=[], vlans=[], script_path=script, name="t")
     ReplInput.cursor_blink = False
-    return WatchedApp(config, lambda cfg: Session(cfg, EventBus(), out_dir=tmp_path / "out"),
+    return WatchedApp(config, lambda cfg: new_session(cfg, tmp_path / "out"),
                       autostart=True, clock=None, state_dir=tmp_path / "state")
 
 

@@ -20,8 +20,6 @@ spooled to disk and panes keep their bounded scrollback.
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -37,6 +35,7 @@ from textual.widgets import Input, OptionList, Static, Tree
 from textual.widgets.option_list import Option
 from textual.worker import Worker, WorkerState
 
+from driver import scratch
 from driver.config import NodeConfig, TestConfig
 from driver.events import BlockClosed, BlockOpened, Event, ScriptFinished
 from driver.record import strip_ansi
@@ -388,13 +387,13 @@ def make_replay_app(path: Path, script: Path | None, spool_dir: Path, *, owns_pr
 
 def run_replay(path: Path, script: Path | None = None) -> int:
     """`vmtui replay`: open the app; spool files live in a temporary directory removed at exit."""
-    spool_dir = Path(tempfile.mkdtemp(prefix="vmtui-replay-"))
-    try:
+    # A scratch directory, not a bare mkdtemp: when a signal's orderly exit
+    # hangs, the forced exit (processes.cleanup, then os._exit) skips the
+    # `finally` below, and only directories scratch knows are removed there.
+    with scratch.temp_dir("vmtui-replay-") as spool_dir:
         app = make_replay_app(path, script, spool_dir, owns_process=True)
         try:
             app.run()
         finally:
             app.replay.close()
         return 0
-    finally:
-        shutil.rmtree(spool_dir, ignore_errors=True)
