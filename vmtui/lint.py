@@ -1,0 +1,91 @@
+"""Lint a test script before a VM is touched: syntax errors and pyflakes' checks.
+
+The NixOS driver lints every test script with pyflakes (ruff's F rules
+today), declaring the driver's globals and the node names as builtins, so
+`sever.succeed("true")` fails the build instead of a VM run.  `lint_script`
+does the same against the names the script really has (`script_globals`),
+so the editor can mark the line while the user types.
+
+Undefined names and syntax errors are errors: a save with errors runs
+nothing unless the user asks.  Everything else pyflakes reports (an unused
+import, a redefinition) is a warning and never holds a run back.
+
+Nothing here imports Textual: the module is unit tested on its own
+(tests/unit/test_lint.py) and timed by benchmarks/bench_lint.py.
+"""
+
+from __future__ import annotations
+
+import ast
+import enum
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pyflakes import checker, messages
+
+from driver.config import TestConfig
+from driver.driver import pythonize_name
+
+# The globals the driver puts into every script's namespace
+# (`Driver.test_symbols`; tests/unit/test_lint.py keeps the two in step).
+DRIVER_GLOBALS: frozenset[str] = frozenset({
+    "start_all", "join_all", "test_script", "run_tests", "machines", "machines_qemu",
+    "machines_nspawn", "vlans", "driver", "log", "os", "create_machine", "subtest",
+    "retry", "polling_condition", "serial_stdout_on", "serial_stdout_off", "t", "debug",
+    "dump_machine_ssh", "Machine", "QemuMachine", "BaseMachine",
+})
+
+# The pyflakes messages that mean the script cannot run as written.
+_ERRORS = (messages.UndefinedName, messages.UndefinedLocal, messages.UndefinedExport)
+
+
+class Severity(enum.Enum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One finding at a 1-based line and 0-based column."""
+
+    line: int
+    column: int
+    message: str
+    severity: Severity
+
+    def __str__(self) -> str:
+        return f"{self.line}:{self.column + 1}: {self.message}"
+
+
+def script_globals(config: TestConfig) -> frozenset[str]:
+    """The names a script of `config` finds in its namespace: driver globals, nodes, VLANs."""
+    names = set(DRIVER_GLOBALS)
+    names.update(pythonize_name(node.name) for node in config.nodes)
+    if len(config.nodes) == 1:
+        names.add("machine")
+    names.update(f"vlan{nr}" for nr in config.vlans)
+    return frozenset(names)
+
+
+def lint_script(source: str, known_names: Iterable[str], filename: str = "<test script>") -> list[Diagnostic]:
+    """The syntax error, or pyflakes' findings, sorted by line; `known_names` are the script's globals."""
+    try:
+        tree = ast.parse(source, filename=filename)
+    except SyntaxError as error:
+        return [Diagnostic(error.lineno or 1, max(0, (error.offset or 1) - 1),
+                           f"SyntaxError: {error.msg}", Severity.ERROR)]
+    found = checker.Checker(tree, filename=filename, builtins=set(known_names))
+    diagnostics = [
+        Diagnostic(
+            message.lineno,
+            getattr(message, "col", 0),
+            message.message % message.message_args,
+            Severity.ERROR if isinstance(message, _ERRORS) else Severity.WARNING,
+        )
+        for message in found.messages
+    ]
+    return sorted(diagnostics, key=lambda d: (d.line, d.column))
+
+
+def errors_in(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
+    return [d for d in diagnostics if d.severity is Severity.ERROR]
