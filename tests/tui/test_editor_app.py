@@ -6,15 +6,66 @@ the scripts note what ran in a file and touch no machine.
 
 from __future__ import annotations
 
+import os
 import stat
 from pathlib import Path
 
+from driver.events import Event, ScriptFinished
 from helpers import script_app, wait_until
-from test_live import SIZE, Runs, notes, run_ends, save, script, started
 from vmtui.app import VmtuiApp
 from vmtui.screens.editing import ConflictScreen, UnsavedQuitScreen
 from widgets.code_editor import CodeArea, CodeEditor, Finding
 from widgets.script_view import ScriptView
+
+SIZE = (140, 42)
+
+PRELUDE = """\
+import pathlib, time
+log = pathlib.Path({log!r})
+def note(word):
+    with log.open("a") as f:
+        f.write(word + "\\n")
+"""
+
+
+def script(tmp_path: Path, body: str) -> str:
+    return PRELUDE.format(log=str(tmp_path / "ran.log")) + body
+
+
+def notes(log: Path) -> list[str]:
+    return log.read_text().split() if log.exists() else []
+
+
+def save(path: Path, text: str) -> None:
+    """Save the way editors do: a temporary file renamed over the script."""
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(text)
+    os.replace(temp, path)
+
+
+class Runs:
+    """The runs that ended, from the session's bus."""
+
+    def __init__(self, app: VmtuiApp) -> None:
+        self.ended: list[ScriptFinished] = []
+        app.session.bus.subscribe(self._event)
+
+    def _event(self, event: Event) -> None:
+        if isinstance(event, ScriptFinished):
+            self.ended.append(event)
+
+
+async def run_ends(pilot, app: VmtuiApp, runs: Runs, count: int, what: str) -> None:  # type: ignore[no-untyped-def]
+    await wait_until(pilot, lambda: len(runs.ended) >= count and not app.script_running, what, deadline=90)
+    await pilot.pause(0.1)
+
+
+async def started(pilot, app: VmtuiApp) -> Runs:  # type: ignore[no-untyped-def]
+    await wait_until(pilot, lambda: app.session is not None and app.rerun is not None, "the session")
+    runs = Runs(app)
+    await pilot.press("c")
+    return runs
+
 
 BODY = 'note("one")\nnote("two")\nnote("three")\n'
 # PRELUDE takes lines 1-5: the body starts at line 6.
