@@ -37,8 +37,8 @@ from textual.widgets.text_area import Selection
 from widgets.line_anchors import line_mapping, move_keyed, move_lines
 from widgets.script_view import Mark, StatementMark
 
-# Cells the debugger gutter adds before the line numbers: breakpoint, statement mark, lint mark.
-MARK_CELLS = 3
+# Cells the debugger gutter adds before the line numbers: breakpoint, statement mark, lint mark, a space.
+MARK_CELLS = 4
 COMMENT = "#"  # Python and Nix alike
 
 
@@ -179,6 +179,7 @@ class CodeArea(TextArea):
             segments.append(cell(" "))
         else:
             segments.append(cell("E" if note.kind is Finding.ERROR else "W", f"code-area--{note.kind.value}"))
+        segments.append(cell(" "))
         return segments
 
     def _mark_covering(self, line: int) -> StatementMark | None:
@@ -244,6 +245,18 @@ class CodeArea(TextArea):
             new_rows = [row[:indent] + COMMENT + " " + row[indent:] if row.strip() else row for row in rows]
         self._rewrite_rows(first, last, new_rows)
 
+class EditorMessage(Message):
+    """A message of a `CodeEditor`, routed by it (`control`)."""
+
+    def __init__(self, editor: CodeEditor) -> None:
+        super().__init__()
+        self.editor = editor
+
+    @property
+    def control(self) -> CodeEditor:
+        return self.editor
+
+
 class CodeEditor(Vertical):
     """A `CodeArea` with a find/replace bar, a go-to-line prompt and the list of lint findings."""
 
@@ -277,31 +290,25 @@ class CodeEditor(Vertical):
     }
     """
 
-    class Leave(Message):
-        """Escape: the user wants the debugger keys back."""
+    class Leave(EditorMessage):
+        """Escape: the user wants the debugger keys back (`line`: the cursor's)."""
 
         def __init__(self, editor: CodeEditor, line: int) -> None:
-            super().__init__()
-            self.editor = editor
+            super().__init__(editor)
             self.line = line
 
-    class SaveRequested(Message):
+    class SaveRequested(EditorMessage):
+        """Ctrl+S: write `text` (the editor writes nothing itself)."""
+
         def __init__(self, editor: CodeEditor, text: str) -> None:
-            super().__init__()
-            self.editor = editor
+            super().__init__(editor)
             self.text = text
 
-    class RunAnywayRequested(Message):
-        def __init__(self, editor: CodeEditor) -> None:
-            super().__init__()
-            self.editor = editor
+    class RunAnywayRequested(EditorMessage):
+        """Ctrl+R: run what was saved although the checks found errors."""
 
-    class Edited(Message):
+    class Edited(EditorMessage):
         """The text changed (typing, undo, replace): for a debounced check."""
-
-        def __init__(self, editor: CodeEditor) -> None:
-            super().__init__()
-            self.editor = editor
 
     def __init__(self, text: str = "", *, language: str | None = "python", id: str | None = None) -> None:
         super().__init__(id=id)
