@@ -17,6 +17,7 @@ no typed key is lost to one.
 from __future__ import annotations
 
 import enum
+import importlib.util
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from importlib import resources
@@ -70,6 +71,13 @@ def _register_nix(area: TextArea) -> None:
     area.register_language("nix", Language(tree_sitter_nix.language()), query)
 
 
+def _has_grammar(area: TextArea, language: str | None) -> bool:
+    """Textual knows a highlight query for many languages; the grammar itself must be installed too."""
+    if language is None or language not in area.available_languages:
+        return False
+    return language == "nix" or importlib.util.find_spec(f"tree_sitter_{language}") is not None
+
+
 class CodeArea(TextArea):
     """The text of a `CodeEditor`, with breakpoints, statement marks and lint marks in its gutter."""
 
@@ -111,7 +119,7 @@ class CodeArea(TextArea):
         super().__init__(text, soft_wrap=False, tab_behavior="focus", show_line_numbers=True,
                          id=id)
         _register_nix(self)
-        self.language = language if language in self.available_languages else None
+        self.language = language if _has_grammar(self, language) else None
         self.breakpoints: set[int] = set()
         self.marks: dict[int, StatementMark] = {}
         self.notes: dict[int, LineNote] = {}

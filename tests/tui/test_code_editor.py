@@ -134,3 +134,16 @@ async def test_go_to_line_toggle_comment_indent_and_dedent() -> None:
         assert editor.text.splitlines()[1:3] == ['    server.wait_for_unit("x")', '    client.succeed("true")']
         await pilot.press("shift+tab")
         assert editor.text == SOURCE
+
+
+async def test_a_language_without_an_installed_grammar_is_plain_text() -> None:
+    class TomlApp(App[None]):
+        def compose(self) -> ComposeResult:
+            yield CodeEditor('name = "x"\n', language="toml")
+            yield CodeEditor("{ a = 1; }\n", language="nix", id="nix")
+            yield CodeEditor("x = 1\n", language="python", id="py")
+
+    app = TomlApp()
+    async with app.run_test():
+        editors = list(app.query(CodeEditor))
+        assert [e.area.language for e in editors] == [None, "nix", "python"]
