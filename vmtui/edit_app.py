@@ -33,7 +33,8 @@ from textual.timer import Timer
 from textual.widgets import ContentSwitcher
 
 from driver.events import Event, ScriptStarted, StatementFinished, StatementStarted
-from vmtui.lint import Diagnostic, Severity, errors_in, lint_script, script_globals
+from driver.driver import pythonize_name
+from vmtui.lint import complete, Diagnostic, Severity, errors_in, lint_script, script_globals
 from vmtui.live_app import LiveApp
 from vmtui.state_files import BreakpointStore
 from vmtui.screens.editing import ConflictChoice, ConflictScreen, QuitChoice, UnsavedQuitScreen
@@ -83,6 +84,7 @@ class EditApp(LiveApp):
 
     def _init_editing(self) -> None:
         self.lint_names = script_globals(self.config)
+        self.node_names = [pythonize_name(node.name) for node in self.config.nodes]
         self._lint_timer: Timer | None = None
         # The text of a script save that lint errors held back (Ctrl+R runs it anyway).
         self.held_save: str | None = None
@@ -125,9 +127,14 @@ class EditApp(LiveApp):
             title += "  [$warning]● unsaved[/]"
         if other is not None and current not in _VIEW_OF:
             title += f"   [dim]v: {other.name}[/]"
-        switcher.border_title = title
+        if switcher.border_title != title:  # typing calls this per key: repaint the border only on a change
+            switcher.border_title = title
 
     # -- e / Escape ---------------------------------------------------------------------
+
+    def _complete(self, before_cursor: str) -> tuple[str, list[tuple[str, str]]]:
+        typed, found = complete(before_cursor, self.node_names, self.lint_names)
+        return typed, [(c.insert, c.detail) for c in found]
 
     def action_edit(self) -> None:
         switcher = self.query_one("#sources", ContentSwitcher)
@@ -139,6 +146,7 @@ class EditApp(LiveApp):
         if not editor.dirty:
             editor.load(self._disk_text(self._path_of(editor)) or editor.saved_text)
         if view_id == "script":
+            editor.completer = self._complete
             editor.set_breakpoints(view.breakpoints)
             self._sync_editor_marks()
             self._lint_editor()

@@ -18,6 +18,9 @@ from __future__ import annotations
 
 import ast
 import enum
+import functools
+import inspect
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -89,3 +92,66 @@ def lint_script(source: str, known_names: Iterable[str], filename: str = "<test 
 
 def errors_in(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
     return [d for d in diagnostics if d.severity is Severity.ERROR]
+
+
+# -- completion ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A name to insert at the cursor, with what it is (a signature and the first line of its doc)."""
+
+    insert: str
+    detail: str = ""
+
+
+_ATTRIBUTE = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)\.([A-Za-z0-9_]*)$")
+_NAME = re.compile(r"([A-Za-z_][A-Za-z0-9_]*)$")
+
+
+@functools.cache
+def machine_methods() -> tuple[Completion, ...]:
+    """The script API of a node (`MACHINE_METHODS`), from the driver's own signatures and docstrings."""
+    from driver.machine import Machine
+    from driver.runner import MACHINE_METHODS
+
+    found = []
+    for name in sorted(MACHINE_METHODS):
+        member = getattr(Machine, name, None)
+        if member is None:
+            continue
+        try:
+            # Annotations are strings (postponed evaluation): show them without quotes.
+            signature = str(inspect.signature(member)).replace("(self, ", "(").replace("(self)", "()").replace("'", "")
+        except (TypeError, ValueError):
+            signature = "(...)"
+        found.append(Completion(name, f"{name}{signature}  {first_sentence(inspect.getdoc(member) or '')}".rstrip()))
+    return tuple(found)
+
+
+def first_sentence(doc: str) -> str:
+    """The docstring's first sentence (its first paragraph may wrap over several lines)."""
+    paragraph = " ".join(doc.strip().split("\n\n")[0].split())
+    end = paragraph.find(". ")
+    return paragraph if end < 0 else paragraph[: end + 1]
+
+
+def complete(line_before_cursor: str, node_names: Iterable[str], known_names: Iterable[str]) -> tuple[str, list[Completion]]:
+    """What the word before the cursor may become: (the part typed, the candidates).
+
+    After `node.` the candidates are the Machine methods; otherwise the node
+    names first, then the driver's globals.
+    """
+    nodes = sorted(set(node_names))
+    attribute = _ATTRIBUTE.search(line_before_cursor)
+    if attribute is not None:
+        owner, typed = attribute.groups()
+        if owner in nodes or owner == "machine" or owner == "m":
+            return typed, [c for c in machine_methods() if c.insert.startswith(typed)]
+        return typed, []
+    word = _NAME.search(line_before_cursor)
+    typed = word.group(1) if word else ""
+    candidates = [Completion(name, "node") for name in nodes if name.startswith(typed)]
+    candidates += [Completion(name, "driver global") for name in sorted(set(known_names) - set(nodes))
+                   if name.startswith(typed)]
+    return typed, candidates

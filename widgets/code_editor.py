@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import enum
 import importlib.util
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from importlib import resources
 from typing import ClassVar
 
 from rich.segment import Segment
+from rich.text import Text
 from rich.style import Style
 from textual import on
 from textual.app import ComposeResult
@@ -37,6 +38,8 @@ from textual.widgets.text_area import Selection
 
 from widgets.line_anchors import line_mapping, move_keyed, move_lines
 from widgets.script_view import Mark, StatementMark
+
+Completer = Callable[[str], tuple[str, list[tuple[str, str]]]]
 
 # Cells the debugger gutter adds before the line numbers: breakpoint, statement mark, lint mark, a space.
 MARK_CELLS = 4
@@ -275,6 +278,8 @@ class CodeEditor(Vertical):
                 tooltip="Run the saved script although the lint found errors"),
         Binding("ctrl+f", "find", "Find", id="editor.find", tooltip="Find and replace (enter: next; in replace, enter: replace; ctrl+t: all)"),
         Binding("ctrl+g", "goto_line", "Go to line", id="editor.goto_line", tooltip="Go to a line number"),
+        Binding("ctrl+space,ctrl+@", "complete", "Complete", id="editor.complete",
+                tooltip="Complete the name before the cursor (node names; after `node.`, its methods with signature and doc)"),
         Binding("f3", "find_next", "Find next", id="editor.find_next", show=False, tooltip="Find the next match"),
         Binding("ctrl+t", "replace_all", "Replace all", id="editor.replace_all", show=False, tooltip="Replace every match"),
         Binding("tab", "app.focus_next", "Next field", show=False),
@@ -293,6 +298,8 @@ class CodeEditor(Vertical):
         & > #find-bar > Input:focus { background: $accent 20%; }
         & > #goto { height: 1; border: none; padding: 0 1; display: none; background: $boost; }
         & > #goto.-open { display: block; }
+        & > #completions { height: auto; max-height: 8; display: none; border: none; border-top: solid $accent; }
+        & > #completions.-open { display: block; }
         & > #findings { height: auto; max-height: 6; display: none; border: none; border-top: solid $error 50%; }
         & > #findings.-open { display: block; }
     }
@@ -322,6 +329,9 @@ class CodeEditor(Vertical):
         super().__init__(id=id)
         self.area = CodeArea(text, language=language, id="code")
         self.saved_text = text
+        # (text before the cursor on its line) -> (the part already typed, [(name, detail)]); set by the app.
+        self.completer: Completer | None = None
+        self._typed = ""
 
     def compose(self) -> ComposeResult:
         yield self.area
@@ -329,6 +339,7 @@ class CodeEditor(Vertical):
             yield Input(placeholder="find", id="find")
             yield Input(placeholder="replace with", id="replace")
         yield Input(placeholder="go to line", restrict=r"[0-9]*", id="goto")
+        yield OptionList(id="completions")
         yield OptionList(id="findings")
 
     def check_consume_key(self, key: str, character: str | None = None) -> bool:
@@ -388,7 +399,7 @@ class CodeEditor(Vertical):
         findings = self.query_one("#findings", OptionList)
         findings.clear_options()
         findings.add_options(
-            Option(f"{'E' if n.kind is Finding.ERROR else 'W'} {n.line}: {n.message}", id=str(n.line)) for n in ordered
+            Option(Text(f"{'E' if n.kind is Finding.ERROR else 'W'} {n.line}: {n.message}"), id=str(n.line)) for n in ordered
         )
         findings.set_class(bool(ordered), "-open")
         self.area.refresh()
@@ -412,8 +423,35 @@ class CodeEditor(Vertical):
 
     # -- actions -------------------------------------------------------------------------
 
+    def action_complete(self) -> None:
+        if self.completer is None:
+            return
+        row, column = self.area.cursor_location
+        typed, items = self.completer(self.area.document.get_line(row)[:column])
+        if not items:
+            self.notify("nothing to complete here", timeout=2)
+            return
+        if len(items) == 1:
+            self.area.insert(items[0][0][len(typed):])
+            return
+        self._typed = typed
+        choices = self.query_one("#completions", OptionList)
+        choices.clear_options()
+        choices.add_options(Option(Text.assemble(name, "  ", (detail, "dim")), id=name) for name, detail in items)
+        choices.add_class("-open")
+        choices.highlighted = 0
+        choices.focus()
+
+    @on(OptionList.OptionSelected, "#completions")
+    def _completion_chosen(self, event: OptionList.OptionSelected) -> None:
+        event.stop()
+        event.option_list.remove_class("-open")
+        if event.option.id is not None:
+            self.area.insert(event.option.id[len(self._typed):])
+        self.area.focus()
+
     def action_leave(self) -> None:
-        for bar_id in ("find-bar", "goto"):
+        for bar_id in ("find-bar", "goto", "completions"):
             bar = self.query_one(f"#{bar_id}")
             if bar.has_class("-open"):
                 bar.remove_class("-open")

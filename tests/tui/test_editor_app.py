@@ -257,3 +257,23 @@ async def test_lint_marks_an_undefined_name_and_a_save_with_it_runs_nothing_unti
         await pilot.press("escape", "x")
         await wait_until(pilot, lambda: len(runs.ended) >= 2, "the run asked for", deadline=60)
         assert not runs.ended[-1].ok and "sever" in (runs.ended[-1].error or "")
+
+
+async def test_completion_offers_machine_methods_with_their_doc_and_inserts_the_choice(tmp_path: Path) -> None:
+    from driver.config import NodeConfig
+
+    app = script_app(tmp_path, script(tmp_path, BODY), nodes=[NodeConfig("server", "true"), NodeConfig("client", "true")])
+    async with app.run_test(size=SIZE) as pilot:
+        editor = await edit_at(pilot, app, TWO)
+        await pilot.press("home", *"server.wait_for_", "ctrl+@")
+        choices = editor.query_one("#completions")
+        assert choices.has_class("-open")
+        prompts = [str(choices.get_option_at_index(i).prompt) for i in range(choices.option_count)]  # type: ignore[attr-defined]
+        assert any(p.startswith("wait_for_unit  wait_for_unit(unit: str") for p in prompts)
+        while choices.get_option_at_index(choices.highlighted).id != "wait_for_unit":  # type: ignore[attr-defined]
+            await pilot.press("down")
+        await pilot.press("enter")
+        assert editor.text.splitlines()[TWO - 1].startswith("server.wait_for_unitnote(")
+        assert editor.area.has_focus
+        await pilot.press("enter", "c", "l", "ctrl+@")  # one candidate: inserted at once
+        assert "client" in editor.text.splitlines()[TWO]

@@ -7,7 +7,7 @@ from pathlib import Path
 from driver.config import NodeConfig, TestConfig
 from driver.driver import Driver
 from driver.events import EventBus
-from vmtui.lint import DRIVER_GLOBALS, Severity, errors_in, lint_script, script_globals
+from vmtui.lint import DRIVER_GLOBALS, Severity, complete, errors_in, first_sentence, lint_script, script_globals
 
 
 def _config(tmp_path: Path, *names: str) -> TestConfig:
@@ -52,3 +52,22 @@ def test_an_unused_import_warns_without_holding_a_run_back() -> None:
 def test_a_clean_script_has_nothing_to_say() -> None:
     source = 'start_all()\nwith subtest("x"):\n    for m in machines:\n        m.succeed("true")\n'
     assert lint_script(source, DRIVER_GLOBALS) == []
+
+
+def test_after_a_node_name_the_machine_methods_complete_with_signature_and_doc() -> None:
+    typed, found = complete('    server.wait_for_u', ["server", "client"], DRIVER_GLOBALS)
+    assert typed == "wait_for_u"
+    names = [c.insert for c in found]
+    assert "wait_for_unit" in names and all(n.startswith("wait_for_u") for n in names)
+    unit = next(c for c in found if c.insert == "wait_for_unit")
+    assert unit.detail.startswith("wait_for_unit(unit: str")
+    # The doc's first sentence, from the driver's own docstring.
+    from driver.machine import Machine
+    assert first_sentence(Machine.wait_for_unit.__doc__ or "") in unit.detail
+
+
+def test_a_bare_word_completes_node_names_first_then_driver_globals() -> None:
+    typed, found = complete("x = se", ["server", "client"], DRIVER_GLOBALS | {"server", "client"})
+    assert typed == "se"
+    assert [c.insert for c in found][:2] == ["server", "serial_stdout_off"]
+    assert found[0].detail == "node"
