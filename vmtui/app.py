@@ -122,7 +122,8 @@ class VmtuiApp(EditApp):
         Binding("u", "rewind", "Rewind", id="vmtui.rewind", show=False, tooltip="Rewind the VMs to just before the cursor's statement, from a checkpoint"),
         Binding("m", "rerun_mode", "Rerun mode", id="vmtui.rerun_mode", show=False, tooltip="Cycle what a save reruns: from the change, everything, the failed subtest, from a checkpoint"),
         Binding("R", "restart_changed_nodes", "Restart nodes", id="vmtui.restart_changed_nodes", show=False, tooltip="Restart the nodes whose configuration changed in the last rebuild (the others keep running), then rerun"),
-        Binding("e", "edit", "Edit", id="vmtui.edit", tooltip="Edit the script (or the Nix source) in place at the cursor line; Esc leaves"),
+        # Priority, so that focus is in the editor before the next key is routed (see EditApp.check_action).
+        Binding("e", "edit", "Edit", id="vmtui.edit", priority=True, tooltip="Edit the script (or the Nix source) in place at the cursor line; Esc leaves"),
         Binding("E", "external_editor", "$EDITOR", id="vmtui.external_editor", show=False, tooltip="Open the file in $VISUAL/$EDITOR at the cursor line (vmtui waits); a change reruns"),
         Binding("ctrl+r", "run_anyway", "Run anyway", id="vmtui.run_anyway", show=False, tooltip="Run a save that the lint held back (undefined names)"),
         Binding("v", "toggle_source", "Source", id="vmtui.toggle_source", show=False, tooltip="Switch between the Python script and the Nix/TOML source"),

@@ -38,7 +38,7 @@ from vmtui.lint import complete, Diagnostic, Severity, errors_in, lint_script, s
 from vmtui.live_app import LiveApp
 from vmtui.state_files import BreakpointStore
 from vmtui.screens.editing import ConflictChoice, ConflictScreen, QuitChoice, UnsavedQuitScreen
-from widgets.code_editor import CodeEditor, Finding, LineNote
+from widgets.code_editor import CodeEditor, Finding, LineNote, focus_now
 from widgets.line_anchors import line_mapping
 from widgets.script_view import ScriptView, StatementMark
 
@@ -136,6 +136,14 @@ class EditApp(LiveApp):
         typed, found = complete(before_cursor, self.node_names, self.lint_names)
         return typed, [(c.insert, c.detail) for c in found]
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # `e` is a priority binding (handled before the key is routed, so the
+        # keys typed after it already go to the editor); it means "edit" only
+        # where the debugger keys apply, never in the REPL line or a search box.
+        if action == "edit":
+            return isinstance(self.focused, ScriptView) or self.focused is None
+        return super().check_action(action, parameters)
+
     def action_edit(self) -> None:
         switcher = self.query_one("#sources", ContentSwitcher)
         view_id = switcher.current or "script"
@@ -152,7 +160,7 @@ class EditApp(LiveApp):
             self._lint_editor()
         switcher.current = editor.id
         editor.goto_line(view.cursor_line)
-        editor.area.focus()
+        focus_now(editor.area)
         self._title_sources()
 
     @on(CodeEditor.Leave)
@@ -161,7 +169,7 @@ class EditApp(LiveApp):
         self.query_one("#sources", ContentSwitcher).current = view_id
         view = self.query_one(f"#{view_id}", ScriptView)
         view.goto_line(message.line)
-        view.focus()
+        focus_now(view)
         self._title_sources()
 
     @on(CodeEditor.Edited)

@@ -32,6 +32,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
 from textual.strip import Strip
+from textual.widget import Widget
 from textual.widgets import Input, OptionList, TextArea
 from textual.widgets.option_list import Option
 from textual.widgets.text_area import Selection
@@ -44,6 +45,16 @@ Completer = Callable[[str], tuple[str, list[tuple[str, str]]]]
 # Cells the debugger gutter adds before the line numbers: breakpoint, statement mark, lint mark, a space.
 MARK_CELLS = 4
 COMMENT = "#"  # Python and Nix alike
+
+
+def focus_now(widget: Widget) -> None:
+    """Focus `widget` before the next key is handled.
+
+    `Widget.focus()` takes effect after the messages already queued, so keys
+    typed right after `e` or Ctrl+F would still go to the old widget (a
+    debugger key, or text typed into the code instead of the find field).
+    """
+    widget.screen.set_focus(widget)
 
 
 class Finding(enum.Enum):
@@ -276,9 +287,10 @@ class CodeEditor(Vertical):
         Binding("ctrl+s", "save", "Save", id="editor.save", tooltip="Save; a save reruns the script against the live VMs"),
         Binding("ctrl+r", "run_anyway", "Run anyway", id="editor.run_anyway", show=False,
                 tooltip="Run the saved script although the lint found errors"),
-        Binding("ctrl+f", "find", "Find", id="editor.find", tooltip="Find and replace (enter: next; in replace, enter: replace; ctrl+t: all)"),
-        Binding("ctrl+g", "goto_line", "Go to line", id="editor.goto_line", tooltip="Go to a line number"),
-        Binding("ctrl+space,ctrl+@", "complete", "Complete", id="editor.complete",
+        # Priority: focus moves to the field before the keys typed after it are routed.
+        Binding("ctrl+f", "find", "Find", id="editor.find", priority=True, tooltip="Find and replace (enter: next; in replace, enter: replace; ctrl+t: all)"),
+        Binding("ctrl+g", "goto_line", "Go to line", id="editor.goto_line", priority=True, tooltip="Go to a line number"),
+        Binding("ctrl+space,ctrl+@", "complete", "Complete", id="editor.complete", priority=True,
                 tooltip="Complete the name before the cursor (node names; after `node.`, its methods with signature and doc)"),
         Binding("f3", "find_next", "Find next", id="editor.find_next", show=False, tooltip="Find the next match"),
         Binding("ctrl+t", "replace_all", "Replace all", id="editor.replace_all", show=False, tooltip="Replace every match"),
@@ -419,7 +431,7 @@ class CodeEditor(Vertical):
         event.stop()
         if event.option.id is not None:
             self.goto_line(int(event.option.id))
-            self.area.focus()
+            focus_now(self.area)
 
     # -- actions -------------------------------------------------------------------------
 
@@ -440,7 +452,7 @@ class CodeEditor(Vertical):
         choices.add_options(Option(Text.assemble(name, "  ", (detail, "dim")), id=name) for name, detail in items)
         choices.add_class("-open")
         choices.highlighted = 0
-        choices.focus()
+        focus_now(choices)
 
     @on(OptionList.OptionSelected, "#completions")
     def _completion_chosen(self, event: OptionList.OptionSelected) -> None:
@@ -448,14 +460,14 @@ class CodeEditor(Vertical):
         event.option_list.remove_class("-open")
         if event.option.id is not None:
             self.area.insert(event.option.id[len(self._typed):])
-        self.area.focus()
+        focus_now(self.area)
 
     def action_leave(self) -> None:
         for bar_id in ("find-bar", "goto", "completions"):
             bar = self.query_one(f"#{bar_id}")
             if bar.has_class("-open"):
                 bar.remove_class("-open")
-                self.area.focus()
+                focus_now(self.area)
                 return
         self.post_message(self.Leave(self, self.cursor_line))
 
@@ -478,13 +490,13 @@ class CodeEditor(Vertical):
         selected = self.area.selected_text
         if selected and "\n" not in selected:
             find.value = selected
-        find.focus()
+        focus_now(find)
 
     def action_goto_line(self) -> None:
         goto = self.query_one("#goto", Input)
         goto.value = ""
         goto.add_class("-open")
-        goto.focus()
+        focus_now(goto)
 
     @on(Input.Submitted, "#goto")
     def _goto_submitted(self, event: Input.Submitted) -> None:
@@ -492,7 +504,7 @@ class CodeEditor(Vertical):
         event.input.remove_class("-open")
         if event.value:
             self.goto_line(int(event.value))
-        self.area.focus()
+        focus_now(self.area)
 
     @on(Input.Submitted, "#find")
     def _find_submitted(self, event: Input.Submitted) -> None:

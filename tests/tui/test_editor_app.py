@@ -277,3 +277,22 @@ async def test_completion_offers_machine_methods_with_their_doc_and_inserts_the_
         assert editor.area.has_focus
         await pilot.press("enter", "c", "l", "ctrl+@")  # one candidate: inserted at once
         assert "client" in editor.text.splitlines()[TWO]
+
+
+async def test_keys_typed_at_once_after_e_go_into_the_editor_not_to_the_debugger(tmp_path: Path) -> None:
+    from textual import events
+
+    app = script_app(tmp_path, script(tmp_path, BODY))
+    async with app.run_test(size=SIZE) as pilot:
+        await wait_until(pilot, lambda: app.session is not None and app.rerun is not None, "the session")
+        app.script_view.goto_line(TWO)
+        # As a fast typist's terminal delivers them: all queued before the first is handled.
+        for key, char in [("e", "e"), ("b", "b"), ("c", "c"), ("ctrl+f", None), ("t", "t"), ("w", "w"), ("o", "o")]:
+            app.post_message(events.Key(key, char))
+        await pilot.pause(0.3)
+        assert app.session.stepper.breakpoints == frozenset() and not app.script_running
+        assert app.script_editor.text.splitlines()[TWO - 1] == 'bcnote("two")'
+        assert app.script_editor.query_one("#find").value == "two"  # type: ignore[attr-defined]
+        # In the REPL line, e is a letter like any other.
+        await pilot.press("escape", "escape", "exclamation_mark", "e")
+        assert app.query_one("#repl").value == "e"  # type: ignore[attr-defined]
