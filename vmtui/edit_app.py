@@ -122,7 +122,7 @@ class EditApp(LiveApp):
         editor = self.query_one(f"#{_EDITOR_OF[_VIEW_OF.get(current, current)]}", CodeEditor)
         title = f"[b]{shown.name}[/b]"
         if current in _VIEW_OF:
-            title += "  [reverse] EDIT [/]  [dim]esc: debugger keys  ctrl+s: save & run[/]"
+            title += "  [reverse] EDIT [/]"  # the footer names the keys
         if editor.dirty:
             title += "  [$warning]● unsaved[/]"
         if other is not None and current not in _VIEW_OF:

@@ -43,8 +43,12 @@ def test_an_edit_typed_in_vmtui_and_saved_with_ctrl_s_runs(editing: Terminal, tm
     editing.wait_for(lambda: "EDIT" in editing.screen(), "the editor")
     # Find the word, select it, type over it.
     editing.keys("C-f")
+    editing.wait_for(lambda: "replace with" in editing.screen(), "the find bar")
     editing.keys("-l", "ORIGINAL")
-    editing.keys("Enter", "Escape")
+    editing.keys("Enter")
+    # A terminal's Escape followed at once by a letter reads as Alt+letter: wait for the bar to close.
+    editing.keys("Escape")
+    editing.wait_for(lambda: "replace with" not in editing.screen(), "the find bar to close")
     editing.keys("-l", "EDITED")
     editing.wait_for(lambda: "unsaved" in editing.screen(), "the unsaved edit")
     editing.keys("C-s")
