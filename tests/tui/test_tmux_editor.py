@@ -56,7 +56,9 @@ def test_an_edit_typed_in_vmtui_and_saved_with_ctrl_s_runs(editing: Terminal, tm
     # The rerun ran the edited statement against the running VM (the timeline says so), and passed.
     editing.wait_for(lambda: "must succeed: echo EDITED" in editing.screen(), "the edited statement to run")
     editing.wait_for(lambda: "✓ passed" in editing.screen() and "unsaved" not in editing.screen(), "the rerun to pass")
-    editing.keys("Escape", "q")
+    editing.keys("Escape")
+    editing.wait_for(lambda: "EDIT " not in editing.screen(), "the debugger keys")
+    editing.keys("q")
     editing.wait_for(lambda: editing.exit_status() is not None, "vmtui to exit")
     assert editing.exit_status() == 0
     assert not list(tmp_path.glob(".*vmtui-save"))
