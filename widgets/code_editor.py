@@ -54,7 +54,10 @@ def focus_now(widget: Widget) -> None:
     typed right after `e` or Ctrl+F would still go to the old widget (a
     debugger key, or text typed into the code instead of the find field).
     """
-    widget.screen.set_focus(widget)
+    if widget.focusable:
+        widget.screen.set_focus(widget)
+    # And the ordinary way too: it also applies once a widget just made visible can take focus.
+    widget.focus()
 
 
 class Finding(enum.Enum):
