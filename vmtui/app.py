@@ -51,12 +51,13 @@ from driver.stepper import Evaluation
 from driver.terminal_text import plain_text
 from vmtui.bridge import Batch, EventBridge, EventsPending
 from vmtui.keymap import default_keymap_path, load_keymap
-from vmtui.live_app import LiveApp
+from vmtui.edit_app import EditApp
 from vmtui.messages import ReplAnswered, SessionFailed, SessionOpened, VariablesRead, while_running
 from vmtui.screen_pane import ScreenPanes, pixel_image_class
 from vmtui.screens.help import HelpScreen, bindings_of
 from vmtui.state_files import BreakpointStore, repl_history_path
 from widgets.ansi import guest_text
+from widgets.code_editor import CodeArea, CodeEditor
 from widgets.console_pane import ConsolePane
 from widgets.console_view import ConsoleView
 from widgets.debugger import BreakpointsView, ReplInput, StackView, VariablesView
@@ -101,7 +102,7 @@ class ReplPane(Vertical):
 _INSPECTOR_PANES = frozenset({"variables", "stack", "breakpoints"})
 
 
-class VmtuiApp(LiveApp):
+class VmtuiApp(EditApp):
     """See the module docstring.  `session_factory(config)` builds the Session."""
 
     CSS_PATH = "app.tcss"
@@ -129,6 +130,10 @@ class VmtuiApp(LiveApp):
         Binding("u", "rewind", "Rewind", id="vmtui.rewind", show=False, tooltip="Rewind the VMs to just before the cursor's statement, from a checkpoint"),
         Binding("m", "rerun_mode", "Rerun mode", id="vmtui.rerun_mode", show=False, tooltip="Cycle what a save reruns: from the change, everything, the failed subtest, from a checkpoint"),
         Binding("R", "restart_changed_nodes", "Restart nodes", id="vmtui.restart_changed_nodes", show=False, tooltip="Restart the nodes whose configuration changed in the last rebuild (the others keep running), then rerun"),
+        # Priority, so that focus is in the editor before the next key is routed (see EditApp.check_action).
+        Binding("e", "edit", "Edit", id="vmtui.edit", priority=True, tooltip="Edit the script (or the Nix source) in place at the cursor line; Esc leaves"),
+        Binding("E", "external_editor", "$EDITOR", id="vmtui.external_editor", show=False, tooltip="Open the file in $VISUAL/$EDITOR at the cursor line (vmtui waits); a change reruns"),
+        Binding("ctrl+r", "run_anyway", "Run anyway", id="vmtui.run_anyway", show=False, tooltip="Run a save that the lint held back (undefined names)"),
         Binding("v", "toggle_source", "Source", id="vmtui.toggle_source", show=False, tooltip="Switch between the Python script and the Nix/TOML source"),
         Binding("C", "focus('script')", "Script", id="vmtui.focus_script", show=False, tooltip="Focus the script"),
         Binding("V", "focus('variables')", "Variables", id="vmtui.focus_variables", show=False, tooltip="Focus the variables"),
@@ -186,6 +191,8 @@ class VmtuiApp(LiveApp):
         # This session's run record (driver/record.py), when run_tui made one.
         self.run_record: RunRecord | None = None
         self.screens = ScreenPanes(self, self._machine_named)
+        # The script editor (e, E, ctrl+s) and the lint before a run.
+        self._init_editing()
 
     @staticmethod
     def _read(path: Path) -> str:
@@ -203,13 +210,12 @@ class VmtuiApp(LiveApp):
                 with Horizontal(id="code-row"):
                     with ContentSwitcher(id="sources", initial="script"):
                         yield ScriptView(self.script_source, id="script")
+                        yield CodeEditor(self.script_source, id="script-editor")
                         if self.alt_source_path is not None:
-                            yield ScriptView(
-                                self._read(self.alt_source_path),
-                                language=_language_of(self.alt_source_path),
-                                debugger_gutter=False,
-                                id="alt-source",
-                            )
+                            alt_text = self._read(self.alt_source_path)
+                            language = _language_of(self.alt_source_path)
+                            yield ScriptView(alt_text, language=language, debugger_gutter=False, id="alt-source")
+                            yield CodeEditor(alt_text, language=language, id="alt-editor")
                     with Vertical(id="inspector"):
                         yield VariablesView(id="variables")
                         yield StackView(id="stack")
@@ -431,6 +437,7 @@ class VmtuiApp(LiveApp):
             self.pane_for(machine).append_lines(lines)
         for event in batch.events:
             self.apply_event(event)
+        self.editor_saw_events(batch.events)
 
     def apply_event(self, event: Event) -> None:
         status = self.query_one(RunStatus)
@@ -702,6 +709,7 @@ class VmtuiApp(LiveApp):
         shown = self.alt_source_path.name if switcher.current == "alt-source" else self.config.script_path.name
         other = self.config.script_path.name if switcher.current == "alt-source" else self.alt_source_path.name
         switcher.border_title = f"[b]{shown}[/b]   [dim]v: {other}[/]"
+        self._title_sources()
         self.query_one(f"#{switcher.current}").focus()
 
     # -- run records (vmtui/replay/past_runs.py) ---------------------------------
@@ -729,6 +737,8 @@ class VmtuiApp(LiveApp):
         return [
             ("Debugger and panes", VmtuiApp),
             ("Script", ScriptView),
+            ("Script editor (e)", CodeEditor),
+            ("Script editor text", CodeArea),
             ("Console", ConsoleView),
             ("Console pane", ConsolePane),
             ("Breakpoints list", BreakpointsView),
@@ -738,6 +748,11 @@ class VmtuiApp(LiveApp):
         ]
 
     async def action_quit(self) -> None:
+        if self.ask_before_quit():
+            return  # unsaved edits: finish_quit runs once the user has chosen
+        self.finish_quit()
+
+    def finish_quit(self) -> None:
         if self.session is not None:
             self.session.cancel()
         self.exit(0 if self.last_result_ok in (None, True) else 1)

@@ -168,9 +168,17 @@ class LiveApp(App[int]):
     def _on_files_saved(self, message: FilesSaved) -> None:
         saved = saved_files(message.paths, self.config.script_path, self.alt_source_path)
         if saved.script:
-            self._apply_save()
+            self._script_saved()
         if saved.source:
-            self.start_rebuild()
+            self._source_saved()
+
+    # What a save of each file does (EditApp lints and checks for conflicts first).
+
+    def _script_saved(self) -> None:
+        self._apply_save()
+
+    def _source_saved(self) -> None:
+        self.start_rebuild()
 
     # -- live iteration: the .nix/.toml source -----------------------------------------
 

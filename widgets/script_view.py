@@ -219,6 +219,11 @@ class ScriptView(ScrollView, can_focus=True):
     def mark_at(self, line: int) -> StatementMark | None:
         return self._marks.get(line)
 
+    @property
+    def statement_marks(self) -> dict[int, StatementMark]:
+        """Every statement mark by its first line (a copy)."""
+        return dict(self._marks)
+
     def _set_mark(self, mark: StatementMark) -> None:
         self._marks[mark.line] = mark
         for line in range(mark.line, mark.end_line + 1):

@@ -46,3 +46,19 @@ def test_help_screen(snap_compare: Callable[..., bool], tmp_path: Path, monkeypa
     # The help names the keymap file: make it the same on every machine.
     monkeypatch.setenv("VMTUI_KEYMAP", "~/.config/vmtui/keymap.toml")
     assert snap_compare(scenes.scene_app(tmp_path), terminal_size=(110, 40), press=["f1"])
+
+
+def test_editing_the_script(snap_compare: Callable[..., bool], tmp_path: Path) -> None:
+    """The script pane as an editor: the gutter keeps the marks, a lint error is marked and listed."""
+
+    async def run_before(pilot: Pilot[int]) -> None:
+        await _scene(scenes.paused)(pilot)
+        app = pilot.app
+        assert isinstance(app, VmtuiApp)
+        app.script_view.goto_line(4)
+        await pilot.press("e", "end", "enter", *'sever.succeed("true")')
+        app._lint_editor()
+        app.script_editor.area.cursor_blink = False
+        await pilot.pause()
+
+    assert snap_compare(scenes.scene_app(tmp_path), terminal_size=SIZE, run_before=run_before)
