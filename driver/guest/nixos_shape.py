@@ -33,7 +33,7 @@ from pathlib import Path
 
 from driver.errors import ConfigError
 from driver.guest.startscript import FAST_BOOT_PARAMS
-from driver.guest.startvm import HostEntry, double_quoted, vlan_mac
+from driver.guest.startvm import HostEntry, double_quoted, vlan_nic_arguments
 from driver.guest.tiny import TinyGuestImage
 
 # Start-script shapes a node of the built-in guests can have (the spec's `shape`).
@@ -199,9 +199,7 @@ def nixos_shaped_script(
         '-drive cache=writeback,file="$NIX_DISK_IMAGE",id=drive1,if=none,index=1,werror=report',
         "-device virtio-blk-pci,bootindex=1,drive=drive1,serial=root",
     ]
-    for index, vlan in enumerate(vlans, start=1):
-        arguments.append(f"-device virtio-net-pci,netdev=vlan{index},mac={vlan_mac(vlan, node_number)}")
-        arguments.append(f'-netdev vde,id=vlan{index},sock="$QEMU_VDE_SOCKET_{vlan}"')
+    arguments += vlan_nic_arguments(vlans, node_number)
     arguments += [
         f"-kernel {q(str(kernel))}",
         f"-initrd {q(str(initrd))}",

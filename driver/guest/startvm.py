@@ -149,9 +149,7 @@ def qemu_exec(
         '-virtfs local,path="$SHARED_DIR",security_model=none,mount_tag=shared',
         '-virtfs local,path="$TMPDIR/xchg",security_model=none,mount_tag=xchg',
     ]
-    for index, vlan in enumerate(vlans, start=1):
-        lines.append(f"-device virtio-net-pci,netdev=vlan{index},mac={vlan_mac(vlan, node_number)}")
-        lines.append(f'-netdev vde,id=vlan{index},sock="$QEMU_VDE_SOCKET_{vlan}"')
+    lines += vlan_nic_arguments(vlans, node_number)
     lines += [
         *devices_last,
         f"-kernel {q(str(kernel))}",
@@ -174,6 +172,16 @@ fi
 exec qemu-system-x86_64 \\
 {arguments}
 """
+
+
+def vlan_nic_arguments(vlans: Sequence[int], node_number: int) -> list[str]:
+    """QEMU arguments of a node's VLAN NICs, NixOS's way: the k-th NIC is
+    `vlan<k>` on `$QEMU_VDE_SOCKET_<vlan>`, with MAC 52:54:00:12:<vlan>:<node>."""
+    arguments: list[str] = []
+    for index, vlan in enumerate(vlans, start=1):
+        arguments.append(f"-device virtio-net-pci,netdev=vlan{index},mac={vlan_mac(vlan, node_number)}")
+        arguments.append(f'-netdev vde,id=vlan{index},sock="$QEMU_VDE_SOCKET_{vlan}"')
+    return arguments
 
 
 def double_quoted(text: str) -> str:
