@@ -6,6 +6,7 @@ is exactly what the kernel does with them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
@@ -202,7 +203,12 @@ def test_terminate_ends_the_leader_before_the_helpers_it_started(tmp_path: Path)
         f"trap 'sleep 0.3; echo leader >> {log}; exit 0' TERM; touch {ready}.leader; while :; do sleep 0.02; done"
     )
     leader = processes.spawn(["bash", "-c", leader_script])
-    while not (Path(f"{ready}.helper").exists() and Path(f"{ready}.leader").exists()):
-        time.sleep(0.01)  # both traps are set
-    processes.registry.terminate(leader, grace=5.0)
-    assert log.read_text().split() == ["leader", "helper"]
+    try:
+        while not (Path(f"{ready}.helper").exists() and Path(f"{ready}.leader").exists()):
+            time.sleep(0.01)  # both traps are set
+        processes.registry.terminate(leader, grace=5.0)
+        assert log.read_text().split() == ["leader", "helper"]
+    finally:
+        # Whatever happened above, the helper (which traps SIGTERM) must not outlive the test.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(leader.pid, signal.SIGKILL)
