@@ -11,6 +11,8 @@ node's console, counted from 0) instead of repeating the text.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import dataclasses
 from typing import Any
 
@@ -27,6 +29,7 @@ from driver.events import (
     LogMessage,
     MachineState,
     MachineStateChanged,
+    ScreenCaptured,
     ScriptFinished,
     ScriptStarted,
     StatementFinished,
@@ -49,6 +52,7 @@ EVENT_TYPES: dict[str, type] = {
         DebuggerPaused,
         DebuggerResumed,
         WaitProgress,
+        ScreenCaptured,
     )
 }
 
@@ -72,6 +76,9 @@ def encode_event(event: Event, *, console_first: int | None = None) -> dict[str,
             value = value.name
         elif item.name == "stack":
             value = [dataclasses.asdict(frame) for frame in value]
+        elif isinstance(value, bytes):
+            # A screen's PNG: JSON has no bytes, so it travels as base64.
+            value = {"base64": base64.b64encode(value).decode("ascii")}
         fields[item.name] = value
     return fields
 
@@ -102,6 +109,9 @@ def decode_event(data: dict[str, Any], console_lines: tuple[str, ...] = ()) -> E
             values["level"] = LogLevel[values["level"]]
         if "stack" in values:
             values["stack"] = tuple(FrameSummary(**frame) for frame in values["stack"])
+        for key, value in values.items():
+            if isinstance(value, dict) and set(value) == {"base64"}:
+                values[key] = base64.b64decode(value["base64"], validate=True)
         return cls(**values, timestamp=timestamp)  # type: ignore[no-any-return]
-    except (KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError, binascii.Error) as exc:
         raise EventDecodeError(f"{kind}: {exc}") from None

@@ -66,7 +66,7 @@ def test_get_screen_text_returns_the_text(screen_node) -> None:  # type: ignore[
 def test_wait_for_text_times_out_naming_the_text_it_read(screen_node) -> None:  # type: ignore[no-untyped-def]
     machine = screen_node["desk"]
     _clear_and_write(machine, "QUIET MEADOW")
-    with pytest.raises(RequestedAssertionFailed, match="waiting for NEVER SHOWN to appear on screen: timed out"):
+    with pytest.raises(RequestedAssertionFailed, match="waiting for NEVER SHOWN to appear on screen: action timed out"):
         machine.wait_for_text("NEVER SHOWN", timeout=1)
 
 

@@ -280,3 +280,12 @@ def test_a_tui_session_records_under_the_state_dir_and_bundles_a_failure(
     assert "failing line: web.py:2" in (record.directory / "failure" / "failure.txt").read_text()
     monkeypatch.setenv("VMTUI_KEEP_RUNS", "zero")
     assert keep_runs() == 20
+
+
+def test_a_screen_picture_round_trips_through_events_jsonl() -> None:
+    # A screenshot publishes its PNG bytes; events.jsonl is JSON, so they travel as base64.
+    from driver.events import ScreenCaptured
+
+    event = ScreenCaptured("desk", "screenshot shot.png", 2, 1, b"\x89PNG\r\n\x1a\nrest", path="/out/shot.png", block_id=3)
+    line = json.dumps(encode_event(event))
+    assert decode_event(json.loads(line)) == event
