@@ -68,6 +68,10 @@ class MachineStateChanged:
     # "QEMU killed by signal 9"; empty when there is nothing to add.
     detail: str = ""
     timestamp: float = field(default_factory=_now)
+    # "kvm" or "tcg": how QEMU runs this guest, as QEMU itself answered once
+    # QMP was up (a start script may ask for accel=kvm:tcg, so only QEMU
+    # knows).  None when this event does not say (not asked yet, or unknown).
+    accelerator: str | None = None
 
 
 @dataclass(frozen=True)

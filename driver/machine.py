@@ -207,6 +207,8 @@ class Machine(EfiVarsMixin):
         self.shell: socket.socket | None = None
         self.backdoor: Backdoor | None = None
         self.qmp_client: QMPConnection | None = None
+        # "kvm" or "tcg" while QEMU runs (QMP query-kvm), else None.
+        self.accelerator: str | None = None
         self.console: ConsoleReader | None = None
         # The host end of the control console, connected on first use.
         self._control_sock: socket.socket | None = None
@@ -278,10 +280,14 @@ class Machine(EfiVarsMixin):
     def nested(self, msg: str, attrs: dict[str, str] | None = None) -> ContextManager[Any]:
         return self.logger.nested(msg, machine=self.name)
 
-    def _publish(self, state: MachineState, *, exit_code: int | None = None, detail: str = "") -> None:
+    def _publish(
+        self, state: MachineState, *, exit_code: int | None = None, detail: str = "", accelerator: str | None = None
+    ) -> None:
         self.state = state
         self.bus.publish(
-            MachineStateChanged(self.name, state, pid=self.pid, exit_code=exit_code, detail=detail)
+            MachineStateChanged(
+                self.name, state, pid=self.pid, exit_code=exit_code, detail=detail, accelerator=accelerator
+            )
         )
 
     def _cancel(self) -> threading.Event | None:
@@ -492,8 +498,19 @@ class Machine(EfiVarsMixin):
         finally:
             monitor_listener.close()
             shell_listener.close()
+        self.accelerator = self._ask_accelerator()
         self.log(f"QEMU running (pid {self.pid})")
-        self._publish(MachineState.BOOTING, detail="waiting for the backdoor")
+        self._publish(MachineState.BOOTING, detail="waiting for the backdoor", accelerator=self.accelerator)
+
+    def _ask_accelerator(self) -> str | None:
+        """"kvm" or "tcg" from QEMU; None (and a log line) when QEMU does not say."""
+        assert self.qmp_client is not None
+        try:
+            return self.qmp_client.accelerator(timeout=10.0)
+        except MachineError as error:
+            # Only a label for front ends: a start goes on without it.
+            self.log(f"cannot tell the accelerator: {error}")
+            return None
 
     def _abort_start(self) -> None:
         if self.process is not None:
@@ -551,6 +568,7 @@ class Machine(EfiVarsMixin):
                         stream.close()
         self.runstate.move(Runstate.STOPPED)
         self.pid = None
+        self.accelerator = None
 
     def connect(self) -> None:
         """Wait until the guest's root shell is up (starting QEMU if needed)."""

@@ -122,6 +122,17 @@ class QMPConnection:
         except QMPError as error:
             raise MachineError(f"{self.machine}: QMP command {command} failed: {error}") from error
 
+    def accelerator(self, timeout: float | None = DEFAULT_COMMAND_TIMEOUT) -> str:
+        """How QEMU runs the guest: "kvm" when KVM is enabled, else "tcg".
+
+        Asked of QEMU (`query-kvm`) because the command line may leave the
+        choice to it (`accel=kvm:tcg` falls back to TCG without KVM).
+        """
+        answer = self.execute("query-kvm", timeout=timeout)
+        if not isinstance(answer, dict) or not isinstance(answer.get("enabled"), bool):
+            raise MachineError(f"{self.machine}: QMP query-kvm gave an unexpected answer: {answer!r}")
+        return "kvm" if answer["enabled"] else "tcg"
+
     def send(self, command: str, arguments: Mapping[str, object] | None = None) -> dict[str, object]:
         """NixOS's `qmp_client.send`: the reply as `{"return": value}`."""
         return {"return": self.execute(command, arguments)}

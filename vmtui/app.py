@@ -58,10 +58,12 @@ from vmtui.screens.help import HelpScreen, bindings_of
 from vmtui.state_files import BreakpointStore, repl_history_path
 from widgets.ansi import guest_text
 from widgets.code_editor import CodeArea, CodeEditor
+from widgets.console_column import ConsoleColumn
 from widgets.console_pane import ConsolePane
 from widgets.console_view import ConsoleView
 from widgets.debugger import BreakpointsView, ReplInput, StackView, VariablesView
 from widgets.error_banner import ErrorBanner
+from widgets.node_overview import NodeOverview
 from widgets.run_status import RunStatus
 from widgets.script_view import PausedKind, ScriptView
 from widgets.screen_view import ScreenPane, ScreenView
@@ -141,9 +143,11 @@ class VmtuiApp(EditApp):
         Binding("B", "focus('breakpoints')", "Breakpoints", id="vmtui.focus_breakpoints", show=False, tooltip="Focus the breakpoints list"),
         Binding("L", "focus('timeline')", "Timeline", id="vmtui.focus_timeline", show=False, tooltip="Focus the timeline"),
         *(
-            Binding(str(n), f"focus_console({n})", f"Console {n}", id=f"vmtui.focus_console_{n}", show=False, tooltip=f"Focus console {n}")
-            for n in range(1, 10)
+            Binding(str(n % 10), f"focus_console({n})", f"Console {n}", id=f"vmtui.focus_console_{n}", show=False, tooltip=f"Show and focus node {n}'s console")
+            for n in range(1, 11)
         ),
+        Binding("right_square_bracket", "step_console(1)", "Next node", id="vmtui.next_console", show=False, tooltip="Show and focus the next node's console"),
+        Binding("left_square_bracket", "step_console(-1)", "Previous node", id="vmtui.previous_console", show=False, tooltip="Show and focus the previous node's console"),
         Binding("P", "past_runs", "Past runs", id="vmtui.past_runs", show=False, tooltip="List the run records of this test and open one read-only"),
         Binding("question_mark,f1", "help", "Help", id="vmtui.help", tooltip="Show every key"),
         Binding("q,ctrl+c", "quit", "Quit", id="vmtui.quit", tooltip="Quit; every VM is stopped"),
@@ -226,9 +230,7 @@ class VmtuiApp(EditApp):
                     with ReplPane(id="repl-pane"):
                         yield RichLog(id="repl-log", wrap=True, markup=False, highlight=False, min_width=20)
                         yield ReplInput(history_path=self.repl_history, id="repl")
-            with Vertical(id="consoles"):
-                for index, node in enumerate(self.config.nodes, 1):
-                    yield ConsolePane(node.name, clock=self.clock, id=f"console-{index}")
+            yield ConsoleColumn([node.name for node in self.config.nodes], clock=self.clock, id="consoles")
         yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
@@ -281,19 +283,18 @@ class VmtuiApp(EditApp):
         self.query_one("#repl-pane").border_title = "REPL"
 
     @property
+    def console_column(self) -> ConsoleColumn:
+        return self.query_one(ConsoleColumn)
+
+    @property
     def panes(self) -> list[ConsolePane]:
-        return list(self.query(ConsolePane))
+        return self.console_column.panes
 
     def pane_for(self, machine: str) -> ConsolePane:
-        for pane in self.query(ConsolePane):
-            if pane.machine == machine:
-                return pane
-        # A machine the script created itself (create_machine): give it a pane.
-        pane = ConsolePane(machine, clock=self.clock, id=f"console-{len(self.panes) + 1}")
-        consoles = self.query_one("#consoles")
-        consoles.display = True
-        consoles.mount(pane)
-        return pane
+        column = self.console_column
+        # A machine the script created itself (create_machine) gets a pane.
+        column.display = True
+        return column.pane_for(machine)
 
     # -- the session ------------------------------------------------------------
 
@@ -433,8 +434,10 @@ class VmtuiApp(EditApp):
         self.apply_batch(batch)
 
     def apply_batch(self, batch: Batch) -> None:
+        column = self.console_column
         for machine, lines in batch.console.items():
-            self.pane_for(machine).append_lines(lines)
+            column.display = True
+            column.append_lines(machine, lines)
         for event in batch.events:
             self.apply_event(event)
         self.editor_saw_events(batch.events)
@@ -443,7 +446,8 @@ class VmtuiApp(EditApp):
         status = self.query_one(RunStatus)
         script = self.script_view
         if isinstance(event, MachineStateChanged):
-            self.pane_for(event.machine).apply_state(event)
+            self.console_column.display = True
+            self.console_column.apply_state(event)
             return
         if isinstance(event, (BlockOpened, BlockClosed, LogMessage, ScreenCaptured)):
             self.query_one(Timeline).apply(event)
@@ -696,9 +700,10 @@ class VmtuiApp(EditApp):
             self.screen.remove_class("-inspecting")
 
     def action_focus_console(self, number: int) -> None:
-        panes = self.panes
-        if 1 <= number <= len(panes):
-            panes[number - 1].query_one(ConsoleView).focus()
+        self.console_column.select(number)
+
+    def action_step_console(self, delta: int) -> None:
+        self.console_column.step(delta)
 
     def action_toggle_source(self) -> None:
         if self.alt_source_path is None:
@@ -741,6 +746,7 @@ class VmtuiApp(EditApp):
             ("Script editor text", CodeArea),
             ("Console", ConsoleView),
             ("Console pane", ConsolePane),
+            ("Node overview", NodeOverview),
             ("Breakpoints list", BreakpointsView),
             ("REPL line", ReplInput),
             ("Shell pane", TerminalView),

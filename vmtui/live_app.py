@@ -51,6 +51,7 @@ from vmtui.nix import NixBuildCancelled
 from vmtui.rebuild import SourceRebuilder
 from vmtui.rerun import RerunController, RerunMode
 from vmtui.watch import FileWatcher
+from widgets.console_column import ConsoleColumn
 from widgets.console_pane import ConsolePane
 from widgets.error_banner import ErrorBanner
 from widgets.run_status import RunStatus
@@ -440,11 +441,14 @@ class LiveApp(App[int]):
 
     def _node_for_action(self, machine: str | None) -> str | None:
         """The node a per-node key acts on: the one named, else the focused
-        pane's, else the first; None (and a notice) before the session is up."""
+        pane's, else the node last chosen (1-9, 0, [, ], the overview), else
+        the first; None (and a notice) before the session is up."""
         if self.session is None:
             self.notify("the machines are not ready yet", severity="warning", timeout=2)
             return None
-        return machine or self._focused_machine() or (self.config.nodes[0].name if self.config.nodes else None)
+        chosen = self.query_one(ConsoleColumn).current
+        return (machine or self._focused_machine() or (chosen.machine if chosen is not None else None)
+                or (self.config.nodes[0].name if self.config.nodes else None))
 
     def action_open_shell(self, machine: str | None = None) -> None:
         machine = self._node_for_action(machine)

@@ -51,11 +51,16 @@ class MachineStatus:
     detail: str = ""
     # Monotonic time the current QEMU process started; None when not running.
     started_at: float | None = None
+    # "kvm" or "tcg" once QEMU said so for the current process, else None.
+    accelerator: str | None = None
 
     def apply(self, event: MachineStateChanged) -> None:
         if event.state is MachineState.BOOTING and self.state in (MachineState.CREATED, MachineState.EXITED):
             self.started_at = event.timestamp
             self.exit_code = None
+            self.accelerator = None
+        if event.accelerator is not None:
+            self.accelerator = event.accelerator
         if event.state is MachineState.EXITED:
             self.started_at = None
             self.exit_code = event.exit_code
@@ -67,6 +72,19 @@ class MachineStatus:
     @property
     def is_running(self) -> bool:
         return self.state in (MachineState.BOOTING, MachineState.CONNECTED, MachineState.SHUTTING_DOWN)
+
+    def glyph_markup(self) -> str:
+        """The state's glyph in its colour, as Textual markup."""
+        return f"[{_STATE_COLOUR[self.state]}]{_STATE_GLYPH[self.state]}[/]"
+
+    @property
+    def colour(self) -> str:
+        """The state's theme variable (`$text-success` ...)."""
+        return _STATE_COLOUR[self.state]
+
+    @property
+    def glyph(self) -> str:
+        return _STATE_GLYPH[self.state]
 
     def uptime(self, now: float) -> float | None:
         return None if self.started_at is None else max(0.0, now - self.started_at)
@@ -81,6 +99,8 @@ class MachineStatus:
         if self.state is MachineState.EXITED and self.exit_code is not None:
             code_colour = "$text-success" if self.exit_code == 0 else "$text-error"
             parts[0] = f"[{colour}]{_STATE_GLYPH[self.state]} exited[/] [{code_colour}]code {self.exit_code}[/]"
+        if self.accelerator is not None and self.is_running:
+            parts.append(escape(plain_text(self.accelerator)))
         if self.pid is not None and self.is_running:
             parts.append(f"pid {self.pid}")
         uptime = self.uptime(now) if now is not None else None

@@ -138,3 +138,74 @@ def failed(app: VmtuiApp) -> None:
     app.query_one(VariablesView).show_variables({"todos": repr('[{"id": 1, "title": "buy milk", "done": false}]')})
     app.pane_for("server").append_lines(["httpd: terminated by SIGTERM"])
     app.query_one("#script").focus()
+
+
+FLEET_SCRIPT = DATA / "fleet_script.py"
+FLEET = ("router", "dns", "db1", "db2", "web1", "web2", "web3", "cache", "client1", "client2")
+
+
+class FrozenClock:
+    """A monotonic clock that moves only when a scene says so (stable screens)."""
+
+    def __init__(self, now: float = 100.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def fleet_app(state_dir: Path, clock: FrozenClock | None = None) -> VmtuiApp:
+    """Ten nodes; `clock` drives uptimes and console activity (None: time stands still at 0)."""
+    config = TestConfig(
+        nodes=[NodeConfig(name, f"run-{name}-vm") for name in FLEET],
+        vlans=[1],
+        script_path=FLEET_SCRIPT,
+        name="fleet",
+    )
+    ReplInput.cursor_blink = False
+    return VmtuiApp(config, None, clock=clock, state_dir=state_dir)
+
+
+def fleet_lines(machine: str, count: int, start: int = 0) -> list[str]:
+    """`count` console lines of `machine`, numbered from `start`, some coloured."""
+    return [
+        f"\x1b[32m[  OK  ]\x1b[0m {machine} line {n}" if n % 3 == 0 else f"[{n * 0.137:12.6f}] {machine}: line {n}"
+        for n in range(start, start + count)
+    ]
+
+
+def fleet(app: VmtuiApp, clock: FrozenClock) -> None:
+    """Ten nodes in every state: most up, one booting, one exited, one not started; varied output."""
+    from vmtui.bridge import Batch
+
+    app.apply_event(ScriptStarted(str(FLEET_SCRIPT), 1, first_line=2))
+    app.apply_event(StatementStarted(1, 2, 2))
+    start = clock.now
+    for number, name in enumerate(FLEET, 1):
+        if name == "client2":
+            continue  # never started: "created", no output
+        app.apply_event(MachineStateChanged(name, MachineState.BOOTING, pid=4100 + number, timestamp=start,
+                                            detail="starting QEMU"))
+        app.apply_event(MachineStateChanged(name, MachineState.BOOTING, pid=4100 + number, timestamp=start,
+                                            detail="waiting for the backdoor", accelerator="tcg"))
+        if name != "client1":
+            app.apply_event(MachineStateChanged(name, MachineState.CONNECTED, pid=4100 + number, timestamp=start))
+    # Eight seconds of output: the web servers flood, the database trickles.
+    written = {name: 0 for name in FLEET}
+    for second in range(8):
+        clock.now = start + second
+        batch = Batch()
+        for number, name in enumerate(FLEET, 1):
+            if name == "client2":
+                continue
+            count = {"web1": 40 * second, "web2": 5, "web3": 0 if second < 5 else 120}.get(name, 2 if second < 3 else 0)
+            if name in ("db2", "client1") or (name == "router" and second in (2, 6, 7)):
+                count = max(count, 1 + second % 2)
+            if count:
+                batch.console[name] = fleet_lines(name, count, written[name])
+                written[name] += count
+        app.apply_batch(batch)
+    app.apply_batch(Batch(console={"db1": ["db1: \x1b[31mpanic\x1b[0m: checksum mismatch on page 8812"]}))
+    app.apply_event(MachineStateChanged("db1", MachineState.EXITED, exit_code=1, timestamp=clock.now,
+                                        detail="QEMU exited with code 1"))
+    app.query_one("#script").focus()

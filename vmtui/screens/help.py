@@ -81,7 +81,7 @@ class HelpScreen(ModalScreen[None]):
             if binding.id and binding.id.startswith(CONSOLE_FOCUS_PREFIX):
                 # Nine near-identical rows say less than one.
                 if binding.id == CONSOLE_FOCUS_PREFIX + "1":
-                    table.add_row("1 … 9", Text("Focus console 1 … 9 (top to bottom)"), CONSOLE_FOCUS_PREFIX + "N")
+                    table.add_row("1 … 9, 0", Text("Show and focus node 1 … 10's console (0 is node 10)"), CONSOLE_FOCUS_PREFIX + "N")
                 continue
             keys = keymap.get(binding.id, binding.key) if binding.id else binding.key
             shown = ", ".join(self.app.get_key_display(Binding(key, binding.action)) for key in keys.split(","))
