@@ -67,12 +67,18 @@ class ConsolePane(Vertical):
         self.status = MachineStatus(machine)
         self._clock = clock
         self._max_lines = max_lines
+        self._view_ready = False
+        self._early_lines: list[str] = []
 
     def compose(self) -> ComposeResult:
         yield ConsoleView(max_lines=self._max_lines)
         yield SteadyInput(placeholder="search (Enter: older match, Esc: close)", classes="console-search")
 
     def on_mount(self) -> None:
+        self._view_ready = True
+        if self._early_lines:
+            self.view.append_lines(self._early_lines)
+            self._early_lines = []
         self._show_status()
         self._show_follow()
         if self._clock is not None:
@@ -84,6 +90,10 @@ class ConsolePane(Vertical):
         return self.query_one(ConsoleView)
 
     def append_lines(self, lines: Iterable[str]) -> None:
+        if not self._view_ready:
+            # Mounted this frame (a node the script made): its view comes with the next one.
+            self._early_lines.extend(lines)
+            return
         view = self.view
         view.append_lines(lines)
         if not view.follow:

@@ -62,3 +62,18 @@ def test_editing_the_script(snap_compare: Callable[..., bool], tmp_path: Path) -
         await pilot.pause()
 
     assert snap_compare(scenes.scene_app(tmp_path), terminal_size=SIZE, run_before=run_before)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (140, 42), (200, 60)], ids=["80x24", "140x42", "200x60"])
+def test_ten_nodes(size: tuple[int, int], snap_compare: Callable[..., bool], tmp_path: Path) -> None:
+    """Ten nodes: the overview beside one focused console (two at 200x60), node 7 chosen."""
+    clock = scenes.FrozenClock()
+
+    async def run_before(pilot: Pilot[int]) -> None:
+        await pilot.pause()
+        assert isinstance(pilot.app, VmtuiApp)
+        scenes.fleet(pilot.app, clock)
+        await pilot.press("7")
+        await pilot.pause(0.3)
+
+    assert snap_compare(scenes.fleet_app(tmp_path, clock), terminal_size=size, run_before=run_before)

@@ -70,6 +70,7 @@ def failing_run(record: RunRecord | EventBus) -> None:
 def test_every_event_survives_the_json_round_trip() -> None:
     events: list[Event] = [
         MachineStateChanged(machine="a", state=MachineState.EXITED, exit_code=-9, detail="killed"),
+        MachineStateChanged(machine="a", state=MachineState.BOOTING, pid=7, accelerator="tcg"),
         LogMessage("hi", machine="a", level=LogLevel.WARNING),
         BlockOpened(block_id=1, parent_id=None, title="t", kind="subtest", script_line=3),
         BlockClosed(block_id=1, duration=1.5, ok=False, error="boom"),
