@@ -8,6 +8,7 @@ second), never per console line: `note_lines` only counts.
 
 from __future__ import annotations
 
+import re
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ SPARK_SECONDS = 8
 # Lines per second from which each sparkline level starts (roughly x3 a step,
 # so a boot's trickle and a flood both show, and rows compare at a glance).
 _SPARK_LEVELS = ((1, "▁"), (3, "▂"), (10, "▃"), (30, "▄"), (100, "▅"), (300, "▆"), (1000, "▇"), (3000, "█"))
+# A kernel log line's timestamp: the row has no room for it, the console has.
+_KERNEL_TIME = re.compile(r"^\[\s*\d+\.\d+\]\s*")
 # Row widths (columns) from which there is room for the rate and a longer
 # sparkline, and from which the state is also spelled out.
 MEDIUM_ROW = 44
@@ -88,7 +91,7 @@ class NodeActivity:
         # The last line that says something: a blank line ends many bursts.
         for line in reversed(lines):
             # Runs of blanks (a kernel timestamp's padding) would waste the few columns there are.
-            text = " ".join(plain_line(line).split())
+            text = _KERNEL_TIME.sub("", " ".join(plain_line(line).split()))
             if text:
                 self.last_line = text
                 break
