@@ -8,6 +8,10 @@ Three moments of one session (the VMs boot once):
   post-mortem.svg  an edited script failing: stopped on the failing line, VMs still up
 and one of the screen example (a graphical node):
   screen.svg       the node's screen pane open beside its console, after the script passed
+and one of the fleet example (ten nodes):
+  many-nodes.svg   the node overview beside the chosen console, after the script passed
+
+`--only todos|screen|fleet` takes just those pictures.
 
 The script runs from a temporary copy of todos.py, so the post-mortem can
 edit it without touching the example.
@@ -138,6 +142,25 @@ async def shoot_screen(out: Path, size: tuple[int, int], work: Path) -> None:
         session.close()
 
 
+async def shoot_fleet(out: Path, size: tuple[int, int], work: Path) -> None:
+    from widgets.node_overview import NodeOverview
+
+    config = load_spec(ROOT / "vmtui" / "examples" / "fleet.toml")
+    session = Session(config, EventBus(), out_dir=work / "fleet-out")
+    app = VmtuiApp(config, lambda cfg: session, autostart=True, state_dir=work / "fleet-state")
+    try:
+        async with app.run_test(size=size) as pilot:
+            await wait_until(pilot, lambda: app.query_one(RunStatus).state in ("passed", "failed"), "the fleet example")
+            overview = app.query_one(NodeOverview)
+            await wait_until(pilot, lambda: "GET /index.html" in overview.render().plain, "the web servers' logs")
+            names = [node.name for node in config.nodes]
+            await pilot.press(str(names.index("web1") + 1))
+            await pilot.pause(1.0)
+            app.save_screenshot("many-nodes.svg", str(out))
+    finally:
+        session.close()
+
+
 def _repl_text(app: VmtuiApp) -> str:
     return "\n".join(strip.text for strip in app.query_one("#repl-log").lines)  # type: ignore[attr-defined]
 
@@ -146,14 +169,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "screenshots")
     parser.add_argument("--size", default="150x44", help="columns x rows")
+    parser.add_argument("--only", choices=("todos", "screen", "fleet"), action="append",
+                        help="take only these pictures (repeatable)")
     args = parser.parse_args()
+    wanted = set(args.only or ("todos", "screen", "fleet"))
     columns, rows = (int(part) for part in args.size.lower().split("x"))
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="vmtui-shots-") as work:
-        asyncio.run(shoot(args.out, (columns, rows), Path(work)))
-        asyncio.run(shoot_screen(args.out, (columns, rows), Path(work)))
-    for name in ("running", "breakpoint", "post-mortem", "screen"):
-        print(args.out / f"{name}.svg")
+        shots = {"todos": (shoot, ("running", "breakpoint", "post-mortem")),
+                 "screen": (shoot_screen, ("screen",)), "fleet": (shoot_fleet, ("many-nodes",))}
+        for key, (take, names) in shots.items():
+            if key in wanted:
+                asyncio.run(take(args.out, (columns, rows), Path(work)))
+                for name in names:
+                    print(args.out / f"{name}.svg")
 
 
 if __name__ == "__main__":
