@@ -8,9 +8,11 @@ same EventBus -> EventBridge path a guest's serial console takes.
 
 Prints p50 / p99 / max latency over the keys typed (target p99 < 50 ms),
 and how many console lines the app drew meanwhile.  With --editor the keys
-are typed into the script editor (`e`) instead of the REPL line.
+are typed into the script editor (`e`) instead of the REPL line.  With
+--fleet the app shows ten nodes (the node overview beside one console) and
+all ten consoles flood.
 
-Usage: .venv/bin/python benchmarks/bench_keys.py [--keys 300] [--rate 20000] [--editor]
+Usage: .venv/bin/python benchmarks/bench_keys.py [--keys 300] [--rate 20000] [--editor] [--fleet]
 """
 
 from __future__ import annotations
@@ -48,7 +50,7 @@ def flood(app: object, machine: str, rate: int, stop: threading.Event) -> None:
         time.sleep(max(0.0, next_at - time.monotonic()))
 
 
-def child(rate: int, editor: bool) -> None:
+def child(rate: int, editor: bool, fleet: bool) -> None:
     """The app under test: the real VmtuiApp on recorded events, consoles flooding."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "tui"))
     import scenes
@@ -56,14 +58,19 @@ def child(rate: int, editor: bool) -> None:
     from driver.events import EventBus
     from widgets.debugger import ReplInput
 
-    app = scenes.scene_app(scratch.make_temp_dir("vmtui-bench-keys-"))
+    state_dir = scratch.make_temp_dir("vmtui-bench-keys-")
+    app = scenes.fleet_app(state_dir, time.monotonic) if fleet else scenes.scene_app(state_dir)
+    machines = scenes.FLEET if fleet else ("client", "server")
     app.owns_process = True  # as under run_tui: signal handlers, GC tuning
     app.bus = EventBus()  # type: ignore[attr-defined]
     app.bus.subscribe(app.bus_bridge)  # type: ignore[attr-defined]
     stop = threading.Event()
 
     def on_ready() -> None:
-        scenes.running(app)
+        if fleet:
+            scenes.fleet(app, scenes.FrozenClock())
+        else:
+            scenes.running(app)
         if editor:
             # Type on a new line at the end of the script, in the editor.
             app.script_view.goto_line(app.script_view.line_count)
@@ -72,7 +79,7 @@ def child(rate: int, editor: bool) -> None:
             app.script_editor.area.insert("\n")
         else:
             app.query_one(ReplInput).focus()
-        for machine in ("client", "server"):
+        for machine in machines:
             threading.Thread(target=flood, args=(app, machine, rate, stop), daemon=True).start()
 
     app.call_later(on_ready)
@@ -80,12 +87,12 @@ def child(rate: int, editor: bool) -> None:
     stop.set()
 
 
-def parent(keys: int, rate: int, editor: bool) -> None:
+def parent(keys: int, rate: int, editor: bool, fleet: bool) -> None:
     env = dict(os.environ, TERM="xterm-256color", COLUMNS=str(SIZE[1]), LINES=str(SIZE[0]))
     env.pop("TEXTUAL", None)
     process = pexpect.spawn(
         sys.executable,
-        [__file__, "--child", "--rate", str(rate), *(["--editor"] if editor else [])],
+        [__file__, "--child", "--rate", str(rate), *(["--editor"] if editor else []), *(["--fleet"] if fleet else [])],
         dimensions=SIZE,
         env=env,
         encoding="utf-8",
@@ -96,7 +103,7 @@ def parent(keys: int, rate: int, editor: bool) -> None:
     )
     process.delaybeforesend = None  # pexpect sleeps 50 ms before each send by default
     try:
-        process.expect_exact("TCP port 3000")  # the recorded run is on screen
+        process.expect_exact("client2" if fleet else "TCP port 3000")  # the recorded run is on screen
         time.sleep(2.0)  # let the flood reach its steady state
         latencies: list[float] = []
         typed = ""
@@ -135,7 +142,8 @@ def parent(keys: int, rate: int, editor: bool) -> None:
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000
     load = os.getloadavg()[0]
     where = "the script editor" if editor else "the REPL line"
-    print(f"key-press-to-screen latency over {len(latencies)} keys typed into {where}, two consoles flooding at {rate:,} lines/s each")
+    consoles = "ten consoles (node overview)" if fleet else "two consoles"
+    print(f"key-press-to-screen latency over {len(latencies)} keys typed into {where}, {consoles} flooding at {rate:,} lines/s each")
     print(f"  (machine load average {load:.1f} on {os.cpu_count()} CPUs: other processes inflate the tail)")
     p90 = latencies[int(len(latencies) * 0.9)] * 1000
     print(f"  p50 {p50:.1f} ms   p90 {p90:.1f} ms   p99 {p99:.1f} ms   max {latencies[-1] * 1000:.1f} ms   (target p99 < 50 ms)")
@@ -146,12 +154,13 @@ def main() -> None:
     parser.add_argument("--keys", type=int, default=300)
     parser.add_argument("--rate", type=int, default=20_000, help="console lines per second per console")
     parser.add_argument("--editor", action="store_true", help="type into the script editor instead of the REPL")
+    parser.add_argument("--fleet", action="store_true", help="ten nodes, all flooding (the node overview layout)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.rate, args.editor)
+        child(args.rate, args.editor, args.fleet)
     else:
-        parent(args.keys, args.rate, args.editor)
+        parent(args.keys, args.rate, args.editor, args.fleet)
 
 
 if __name__ == "__main__":

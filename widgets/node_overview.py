@@ -222,6 +222,8 @@ class NodeOverview(Widget, can_focus=True):
         return self._clock() if self._clock is not None else 0.0
 
     def _tick(self) -> None:
+        if not self.display:
+            return  # hidden (few nodes): what changed is drawn once it shows
         now = self._now()
         if self._dirty or any(node.activity.active(now) for node in self._entries):
             self._dirty = False

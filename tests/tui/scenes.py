@@ -8,6 +8,7 @@ screens are the same on every run.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from driver.config import NodeConfig, TestConfig
 from driver.events import (
@@ -154,7 +155,7 @@ class FrozenClock:
         return self.now
 
 
-def fleet_app(state_dir: Path, clock: FrozenClock | None = None) -> VmtuiApp:
+def fleet_app(state_dir: Path, clock: Callable[[], float] | None = None) -> VmtuiApp:
     """Ten nodes; `clock` drives uptimes and console activity (None: time stands still at 0)."""
     config = TestConfig(
         nodes=[NodeConfig(name, f"run-{name}-vm") for name in FLEET],
