@@ -164,7 +164,7 @@ class ConsoleColumn(Vertical):
             self.overview.styles.height = plan.overview_rows
         shown = set(self._recent[: plan.shown])
         for index, pane in enumerate(self._panes):
-            pane.display = index in shown
+            pane.set_shown(index in shown)
         self._mark_overview()
 
     def _mark_overview(self) -> None:

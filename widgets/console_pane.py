@@ -76,6 +76,7 @@ class ConsolePane(Vertical):
 
     def on_mount(self) -> None:
         self._view_ready = True
+        self.view.set_parked(not self.display)
         if self._early_lines:
             self.view.append_lines(self._early_lines)
             self._early_lines = []
@@ -88,6 +89,12 @@ class ConsolePane(Vertical):
     @property
     def view(self) -> ConsoleView:
         return self.query_one(ConsoleView)
+
+    def set_shown(self, shown: bool) -> None:
+        """Show or hide the pane; a hidden pane's view is parked (stores lines, draws nothing)."""
+        self.display = shown
+        if self._view_ready:
+            self.view.set_parked(not shown)
 
     def append_lines(self, lines: Iterable[str]) -> None:
         if not self._view_ready:

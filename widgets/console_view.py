@@ -103,6 +103,10 @@ class ConsoleView(ScrollView, can_focus=True):
         self._current_match: int | None = None
         self.unseen_lines = 0
         """Lines that arrived while follow mode was off."""
+        # Parked (not on screen): lines are only stored; sizes, scrolling and
+        # repaints wait until the view is unparked (see `set_parked`).
+        self._parked = False
+        self._parked_dropped: int | None = None
 
     # -- content ----------------------------------------------------------
 
@@ -148,7 +152,27 @@ class ConsoleView(ScrollView, can_focus=True):
         self.scroll_to(0, 0, animate=False)
         self.refresh()
 
+    def set_parked(self, parked: bool) -> None:
+        """Park a view that is not on screen (its pane hidden), or bring it back.
+
+        A parked view keeps taking every line but does none of the layout,
+        scrolling or repaint work per batch; unparking catches up once, so
+        the view shows its whole history and its follow state as if it had
+        been on screen all along.
+        """
+        self._parked = parked
+        if not parked and self._parked_dropped is not None:
+            dropped, self._parked_dropped = self._parked_dropped, None
+            self._content_changed(dropped)
+
+    @property
+    def parked(self) -> bool:
+        return self._parked
+
     def _content_changed(self, dropped: int) -> None:
+        if self._parked:
+            self._parked_dropped = (self._parked_dropped or 0) + dropped
+            return
         # `+ 1` leaves a blank column after the widest line.
         self._set_virtual_size(Size(self._widest + 1, len(self._lines)))
         if self.follow:

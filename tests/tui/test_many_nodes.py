@@ -238,3 +238,29 @@ def test_status_keeps_the_accelerator_of_the_running_process() -> None:
     assert "tcg" not in status.markup(None)
     status.apply(MachineStateChanged("a", MachineState.BOOTING, pid=2))
     assert status.accelerator is None
+
+
+async def test_a_hidden_console_keeps_the_place_its_reader_left(tmp_path: Path) -> None:
+    clock = scenes.FrozenClock()
+    app = scenes.fleet_app(tmp_path, clock)
+    async with app.run_test(size=(140, 42)) as pilot:
+        await fleet(pilot, clock)
+        web1 = app.pane_for("web1")
+        await pilot.press("5")
+        web1.view.scroll_to(y=0, animate=False)
+        await pilot.pause()
+        assert not web1.view.follow
+        await pilot.press("6")
+        await pilot.pause()
+        assert not web1.display and web1.view.parked
+        app.apply_batch(Batch(console={"web1": [f"web1: late line {n}" for n in range(30)]}))
+        await pilot.pause()
+        await pilot.press("5")
+        await pilot.pause()
+        assert web1.display and not web1.view.parked
+        assert not web1.view.follow and web1.view.scroll_y == 0
+        assert web1.view.unseen_lines == 30
+        assert "30 new" in str(web1.border_subtitle)
+        await pilot.press("end")
+        await pilot.pause()
+        assert web1.view.follow and web1.view.scroll_y == web1.view.max_scroll_y
