@@ -264,3 +264,16 @@ async def test_a_hidden_console_keeps_the_place_its_reader_left(tmp_path: Path) 
         await pilot.press("end")
         await pilot.pause()
         assert web1.view.follow and web1.view.scroll_y == web1.view.max_scroll_y
+
+
+async def test_the_palette_entry_of_a_hidden_node_shows_it(tmp_path: Path) -> None:
+    clock = scenes.FrozenClock()
+    app = scenes.fleet_app(tmp_path, clock)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await fleet(pilot, clock)
+        web3 = app.pane_for("web3")
+        assert not web3.display
+        entry = next(command for command in app.get_system_commands(app.screen) if command.title == "Console: web3")
+        entry.callback()
+        await pilot.pause()
+        assert web3.display and app.focused is web3.view
