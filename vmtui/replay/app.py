@@ -259,7 +259,7 @@ class ReplayApp(VmtuiApp):
                 self._early_lines.setdefault(machine, []).extend(lines)
                 self.call_after_refresh(self._flush_early_lines)
             elif not self.pinned:
-                pane.append_lines(lines)
+                self.console_column.append_lines(machine, lines)  # the node overview counts them too
 
     def _first_screen_drawn(self) -> None:
         if self.first_screen_at is None:
