@@ -257,4 +257,20 @@ def test_control_characters_in_driver_lines_never_reach_a_widget() -> None:
     parser = NixosLogParser()
     events = parser.feed("machine: must succeed: echo \x1b]0;pwned\x07\x1b[2J\x08done")
     opened = [e for e in events if isinstance(e, BlockOpened)]
-    assert opened[0].title == "must succeed: echo done"
+    # The escapes go; the backspace steps back over the space, as on a terminal.
+    assert opened[0].title == "must succeed: echodone"
+
+
+def test_driver_lines_read_as_a_terminal_shows_them() -> None:
+    parser = NixosLogParser()
+    # A progress line redrawn with `\r` shows its last drawing, not every
+    # drawing run together; an 8-bit CSI and other C1 controls go whole; the
+    # guest's colours inside a message do not survive as bytes.
+    events = parser.feed("server: downloading 10%\rdownloading 100%\n")
+    events += parser.feed("\x9b31mred\x9b0m text\x85")
+    events += parser.feed("!!! failed: \x1b[1;31mboom\x1b[0m")
+    events += parser.feed("!!! step 1/2\rstep 2/2")
+    messages = [e.message for e in events if isinstance(e, LogMessage)]
+    assert messages == ["server: downloading 100%", "red text", "failed: boom", "step 2/2"]
+    for message in messages:
+        assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in message)
