@@ -227,7 +227,10 @@ class Machine(EfiVarsMixin):
             defaults.adopt(self)
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} '{self.name}'>"
+        # NixOS's node class is `QemuMachine` (the name scripts import); a
+        # script's own subclass shows its own name.
+        kind = "QemuMachine" if type(self) is Machine else type(self).__name__
+        return f"<{kind} '{self.name}'>"
 
     # -- NixOS attribute names ---------------------------------------------------
 
