@@ -514,7 +514,9 @@ class Machine(EfiVarsMixin):
         if process is not self.process:
             return
         reason = describe_exit(returncode)
-        if self.runstate.state is Runstate.STOPPING:
+        if self.runstate.state is Runstate.STOPPING or processes.ending():
+            # Ended on purpose (a shutdown, or vmtui ending every child after
+            # a signal): not the guest's news, and never the reason for a failure.
             pass
         elif returncode == 0:
             # A guest that powered itself off: news, not a warning (NixOS says nothing).

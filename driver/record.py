@@ -171,7 +171,9 @@ class RunRecord:
         self.max_file_bytes = max_file_bytes
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "consoles").mkdir(exist_ok=True)
-        self._lock = threading.Lock()
+        # Reentrant: a signal announcement may be recorded on the main thread
+        # while it is inside a write of its own.
+        self._lock = threading.RLock()
         self._consoles: dict[str, CappedLog] = {}
         self._driver_log = CappedLog(directory / "driver.log", max_file_bytes)
         self._events = CappedLog(directory / "events.jsonl", max_file_bytes)
