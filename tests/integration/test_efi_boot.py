@@ -32,7 +32,7 @@ from uefi_node import efivarfs_module, write_uefi_node  # noqa: E402
 
 # Opt-in: an OVMF boot under TCG takes a minute or more here, and once (in a
 # dry run of CI with another suite competing for the CPU) it spun for over
-# eight CPU-minutes without reaching the root shell.  Some 40 boots since,
+# eight CPU-minutes without reaching the root shell.  Some 56 boots since,
 # under load, did not reproduce it (docs/internals.md, "UEFI variables");
 # until it is understood it does not gate CI.  The store format itself is
 # tested against Debian's OVMF files in tests/unit/test_efi_vars.py on every run.
