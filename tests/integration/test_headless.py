@@ -179,3 +179,19 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path) -> None:
     )
     spec = write_test(tmp_path, "start_all()\n", nodes='[nodes.machine]\nguest = "bsd"\n')
     assert_bad_input(vmtui(["run", "--headless", str(spec)], tmp_path), "unknown guest flavour 'bsd'")
+
+
+@pytest.mark.vm
+def test_machine_for_a_node_with_another_name_works_and_warns_once(tmp_path: Path) -> None:
+    # NixOS 2026 (nixpkgs #511859): the alias still works, and says it is deprecated.
+    spec = write_test(
+        tmp_path,
+        'start_all()\nmachine.succeed("true")\nprint(repr(machine))\nmachine.succeed("true")\nbox.succeed("true")\n',
+        nodes="[nodes.box]\n",
+    )
+    result = vmtui(["run", "--headless", str(spec)], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    warnings = [line for line in result.stderr.splitlines() if "`machine`" in line]
+    assert len(warnings) == 1 and "deprecated" in warnings[0] and "`box`" in warnings[0], result.stderr[-3000:]
+    assert result.stdout.strip() == "<QemuMachine 'box'>"
+    assert "box: must succeed: true" in result.stderr
