@@ -44,7 +44,6 @@ from driver.events import (
     ScriptStarted,
     StatementFinished,
 )
-from driver.terminal_text import plain_text
 
 RECORD_FORMAT = "vmtui-run"
 RECORD_VERSION = 1
@@ -121,9 +120,15 @@ def nixos_log_lines(event: Event, titles: dict[int, tuple[str, str | None]]) -> 
     return []
 
 
+# OSC (titles, hyperlinks) up to BEL or ST, CSI, charset selection, other two-byte escapes.
+_ANSI = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[@-Z\\-_]")
+
+
 def strip_ansi(text: str) -> str:
-    """Guest text for a plain log file: what a terminal shows, without escapes or controls."""
-    return plain_text(text)
+    # Only the escapes go: driver.log keeps a console line's own bytes (tabs,
+    # a `\r` redraw) as NixOS's log does, so replaying it gives the record's
+    # console lines back exactly; a reader decodes them (driver.terminal_text).
+    return _ANSI.sub("", text)
 
 
 def _prefixed(text: str, machine: str | None) -> str:
