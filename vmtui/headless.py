@@ -195,7 +195,8 @@ class JUnitReport:
     SUITE = "NixOS integration test"
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # Reentrant for the same reason as TerminalLog's (a signal's announcement).
+        self._lock = threading.RLock()
         self.main = _Case("main")
         self.cases: list[_Case] = []
         self._stack: list[_OpenSubtest] = []
