@@ -10,6 +10,7 @@ errors, subtests), `nixos-logfile.xml` the XML LOGFILE of a failed test.
 from __future__ import annotations
 
 import gzip
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -274,3 +275,21 @@ def test_driver_lines_read_as_a_terminal_shows_them() -> None:
     assert messages == ["server: downloading 100%", "red text", "failed: boom", "step 2/2"]
     for message in messages:
         assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in message)
+
+
+def test_xml_log_driver_lines_read_as_a_terminal_shows_them() -> None:
+    from vmtui.replay.xmllog import XmlLogParser
+
+    # C1 controls and `\r` are legal in XML (ESC is not); serial lines stay raw for the panes.
+    xml = (
+        '<logfile><nest><head machine="box">must succeed: echo \x9b2Jhi</head>'
+        '<line machine="box">step 1/2&#13;step 2/2</line>'
+        '<line machine="box" type="serial">boot 10%&#13;boot 100%</line>'
+        '<line>(finished: must succeed: echo \x9b2Jhi, in 0.10 seconds)</line></nest></logfile>'
+    ).encode()
+    events = list(XmlLogParser().parse(io.BytesIO(xml)))
+    assert [e.title for e in events if isinstance(e, BlockOpened)] == ["must succeed: echo hi"]
+    assert [e.message for e in events if isinstance(e, LogMessage)] == ["step 2/2"]
+    assert [e.lines for e in events if isinstance(e, ConsoleOutput)] == [("boot 10%\rboot 100%",)]
+    closed = [e for e in events if isinstance(e, BlockClosed)]
+    assert len(closed) == 1 and closed[0].ok
