@@ -21,7 +21,7 @@ import tempfile
 import threading
 import unittest
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from driver import duration, polling, scratch, script_context
 from driver.config import TestConfig
@@ -30,6 +30,7 @@ from driver.errors import ConfigError, MachineError, RequestedAssertionFailed, S
 from driver.events import EventBus
 from driver.logger import Logger, ScriptLogger
 from driver.machine import Machine, machine_name_from_start_command
+from driver.machine_alias import SingleNodeAlias, alias_warning
 from driver.parallel import run_each
 from driver.runner import pseudo_filename, register_source
 from driver.scriptapi import script_modules
@@ -292,7 +293,7 @@ class Driver:
         }
         node_symbols = {pythonize_name(m.name): m for m in machines}
         if len(machines) == 1:
-            node_symbols["machine"] = machines[0]
+            node_symbols["machine"] = self._single_node_alias(machines[0])
         vlan_symbols = {f"vlan{v.nr}": v for v in self.vlans}
         symbols.update(node_symbols)
         symbols.update(vlan_symbols)
@@ -307,6 +308,13 @@ class Driver:
                 + ", ".join(BASE_SYMBOLS)
             )
         return symbols
+
+    def _single_node_alias(self, node: Machine) -> Machine:
+        if pythonize_name(node.name) == "machine":
+            return node
+        warning = alias_warning(node.name)
+        # Typed as the node: it forwards everything to it (see machine_alias.py).
+        return cast(Machine, SingleNodeAlias(node, lambda: self.logger.warning(warning)))
 
     def subtest(self, name: str) -> Any:
         return self.logger.subtest(name)

@@ -229,7 +229,10 @@ class Machine(EfiVarsMixin):
             defaults.adopt(self)
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} '{self.name}'>"
+        # NixOS's node class is `QemuMachine` (the name scripts import); a
+        # script's own subclass shows its own name.
+        kind = "QemuMachine" if type(self) is Machine else type(self).__name__
+        return f"<{kind} '{self.name}'>"
 
     # -- NixOS attribute names ---------------------------------------------------
 
@@ -528,7 +531,9 @@ class Machine(EfiVarsMixin):
         if process is not self.process:
             return
         reason = describe_exit(returncode)
-        if self.runstate.state is Runstate.STOPPING:
+        if self.runstate.state is Runstate.STOPPING or processes.ending():
+            # Ended on purpose (a shutdown, or vmtui ending every child after
+            # a signal): not the guest's news, and never the reason for a failure.
             pass
         elif returncode == 0:
             # A guest that powered itself off: news, not a warning (NixOS says nothing).

@@ -260,6 +260,29 @@ _HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 _handlers_lock = threading.Lock()
 _handlers_installed = False
 _cleanup_started = threading.Event()
+# Told of a handled signal before anything ends, so a front end can say why
+# the VMs are about to go away (see add_signal_listener).
+_signal_listeners: list[Callable[[int], None]] = []
+
+
+def add_signal_listener(listener: Callable[[int], None]) -> Callable[[], None]:
+    """Call `listener(signum)` when a handled signal arrives, before the cleanup; returns a remover.
+
+    It runs inside the signal handler, on the main thread: it must be short
+    and must not wait for a lock the main thread may hold.
+    """
+    _signal_listeners.append(listener)
+
+    def remove() -> None:
+        with contextlib.suppress(ValueError):
+            _signal_listeners.remove(listener)
+
+    return remove
+
+
+def ending() -> bool:
+    """True once the process-wide cleanup has begun (a signal, or the exit): every child is going."""
+    return _cleanup_started.is_set()
 
 
 def cleanup(grace: float = 3.0) -> None:
@@ -283,6 +306,9 @@ def _on_signal(signum: int, _frame: object) -> None:
     for handled in _HANDLED_SIGNALS:
         signal.signal(handled, signal.SIG_IGN)
     try:
+        for listener in list(_signal_listeners):
+            with contextlib.suppress(Exception):  # nothing may stop the cleanup
+                listener(signum)
         cleanup()
     finally:
         # Die of the same signal with its default action, so the parent sees

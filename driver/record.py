@@ -125,6 +125,9 @@ _ANSI = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b\[[0-9;?]*[ -/]*[@-~
 
 
 def strip_ansi(text: str) -> str:
+    # Only the escapes go: driver.log keeps a console line's own bytes (tabs,
+    # a `\r` redraw) as NixOS's log does, so replaying it gives the record's
+    # console lines back exactly; a reader decodes them (driver.terminal_text).
     return _ANSI.sub("", text)
 
 
@@ -173,7 +176,9 @@ class RunRecord:
         self.max_file_bytes = max_file_bytes
         directory.mkdir(parents=True, exist_ok=True)
         (directory / "consoles").mkdir(exist_ok=True)
-        self._lock = threading.Lock()
+        # Reentrant: a signal announcement may be recorded on the main thread
+        # while it is inside a write of its own.
+        self._lock = threading.RLock()
         self._consoles: dict[str, CappedLog] = {}
         self._driver_log = CappedLog(directory / "driver.log", max_file_bytes)
         self._events = CappedLog(directory / "events.jsonl", max_file_bytes)

@@ -30,6 +30,7 @@ import types
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol
 
+from driver import processes
 from driver.errors import MachineError, ScriptCancelled, ScriptSyntaxError, TestScriptError
 from driver.events import (
     EventBus,
@@ -340,7 +341,9 @@ class ScriptRunner:
                 return RunResult(ok=True)
             return self._failed(exc, finished)
         except BaseException as exc:  # noqa: BLE001 - any failure of the script is reported
-            if isinstance(exc, KeyboardInterrupt):
+            if isinstance(exc, KeyboardInterrupt) or processes.ending():
+                # After a signal vmtui is ending every VM: the script's failure
+                # (a QEMU that went away under it) is that, not a test failure.
                 finished(False, "cancelled", cancelled=True)
                 return RunResult(ok=False, cancelled=True)
             return self._failed(exc, finished)

@@ -21,6 +21,7 @@ printed last), 2 bad input (the CLI prints the one-line reason).
 from __future__ import annotations
 
 import linecache
+import signal
 import sys
 import threading
 import time
@@ -29,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TextIO
 
+from driver import processes
 from driver.config import TestConfig
 from driver.driver import Driver, expected_symbol_names, preflight
 from driver.errors import ConfigError
@@ -90,7 +92,9 @@ class TerminalLog:
         self.level = level
         # Asked for every console line: serial_stdout_on/off in the script.
         self.serial_enabled = serial_enabled
-        self._lock = threading.Lock()
+        # Reentrant: a signal's announcement is printed on the main thread,
+        # which the signal may have interrupted inside a write.
+        self._lock = threading.RLock()
         self._open_blocks: dict[int, tuple[str, str | None]] = {}
 
     def __call__(self, event: Event) -> None:
@@ -191,7 +195,8 @@ class JUnitReport:
     SUITE = "NixOS integration test"
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        # Reentrant for the same reason as TerminalLog's (a signal's announcement).
+        self._lock = threading.RLock()
         self.main = _Case("main")
         self.cases: list[_Case] = []
         self._stack: list[_OpenSubtest] = []
@@ -318,11 +323,20 @@ def run_headless(config: TestConfig, options: RunOptions, *, stream: TextIO | No
     if junit is not None:
         bus.subscribe(junit)
 
+    stop_listening = processes.add_signal_listener(lambda signum: bus.publish(_interrupted(signum)))
     try:
         code = _run_recorded(config, options, source, bus, printer, junit, record)
     finally:
+        stop_listening()
         record.close()
     return code
+
+
+def _interrupted(signum: int) -> LogMessage:
+    """The line that says why the run ends now: the VMs go next, then vmtui dies of the signal."""
+    name = signal.Signals(signum).name
+    how = " (Ctrl-C)" if signum == signal.SIGINT else ""
+    return LogMessage(f"test interrupted by {name}{how}: ending every VM and helper process", level=LogLevel.ERROR)
 
 
 def _run_recorded(

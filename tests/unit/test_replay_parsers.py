@@ -10,6 +10,7 @@ errors, subtests), `nixos-logfile.xml` the XML LOGFILE of a failed test.
 from __future__ import annotations
 
 import gzip
+import io
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -257,4 +258,38 @@ def test_control_characters_in_driver_lines_never_reach_a_widget() -> None:
     parser = NixosLogParser()
     events = parser.feed("machine: must succeed: echo \x1b]0;pwned\x07\x1b[2J\x08done")
     opened = [e for e in events if isinstance(e, BlockOpened)]
-    assert opened[0].title == "must succeed: echo done"
+    # The escapes go; the backspace steps back over the space, as on a terminal.
+    assert opened[0].title == "must succeed: echodone"
+
+
+def test_driver_lines_read_as_a_terminal_shows_them() -> None:
+    parser = NixosLogParser()
+    # A progress line redrawn with `\r` shows its last drawing, not every
+    # drawing run together; an 8-bit CSI and other C1 controls go whole; the
+    # guest's colours inside a message do not survive as bytes.
+    events = parser.feed("server: downloading 10%\rdownloading 100%\n")
+    events += parser.feed("\x9b31mred\x9b0m text\x85")
+    events += parser.feed("!!! failed: \x1b[1;31mboom\x1b[0m")
+    events += parser.feed("!!! step 1/2\rstep 2/2")
+    messages = [e.message for e in events if isinstance(e, LogMessage)]
+    assert messages == ["server: downloading 100%", "red text", "failed: boom", "step 2/2"]
+    for message in messages:
+        assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in message)
+
+
+def test_xml_log_driver_lines_read_as_a_terminal_shows_them() -> None:
+    from vmtui.replay.xmllog import XmlLogParser
+
+    # C1 controls and `\r` are legal in XML (ESC is not); serial lines stay raw for the panes.
+    xml = (
+        '<logfile><nest><head machine="box">must succeed: echo \x9b2Jhi</head>'
+        '<line machine="box">step 1/2&#13;step 2/2</line>'
+        '<line machine="box" type="serial">boot 10%&#13;boot 100%</line>'
+        '<line>(finished: must succeed: echo \x9b2Jhi, in 0.10 seconds)</line></nest></logfile>'
+    ).encode()
+    events = list(XmlLogParser().parse(io.BytesIO(xml)))
+    assert [e.title for e in events if isinstance(e, BlockOpened)] == ["must succeed: echo hi"]
+    assert [e.message for e in events if isinstance(e, LogMessage)] == ["step 2/2"]
+    assert [e.lines for e in events if isinstance(e, ConsoleOutput)] == [("boot 10%\rboot 100%",)]
+    closed = [e for e in events if isinstance(e, BlockClosed)]
+    assert len(closed) == 1 and closed[0].ok

@@ -85,11 +85,53 @@ def test_symbols_are_the_nixos_globals(driver: Driver) -> None:
     assert "mine" not in driver.test_symbols()
 
 
-def test_single_node_is_also_machine(tmp_path: Path, start_script: Path, config: Config) -> None:
+def _warnings(events: list[object]) -> list[str]:
+    return [e.message for e in events if isinstance(e, LogMessage) and e.level == LogLevel.WARNING]
+
+
+def test_single_node_is_also_machine_and_its_first_use_warns(tmp_path: Path, start_script: Path, config: Config) -> None:
     config.nodes = config.nodes[:1]
-    with Driver(config, bus=EventBus(), out_dir=tmp_path / "out", tmp_dir=tmp_path / "state") as driver:
+    bus = EventBus()
+    events: list[object] = []
+    bus.subscribe(events.append)
+    with Driver(config, bus=bus, out_dir=tmp_path / "out", tmp_dir=tmp_path / "state") as driver:
         symbols = driver.test_symbols()
-        assert symbols["machine"] is symbols["web_server"]
+        alias, node = symbols["machine"], symbols["web_server"]
+        # Looking at it (a debugger's variable view) is not a use.
+        assert repr(alias) == "<QemuMachine 'web-server'>"
+        assert isinstance(alias, Machine) and alias == node and hash(alias) == hash(node)
+        assert _warnings(events) == []
+        # The first use warns, naming the node; later uses (any thread) do not.
+        assert alias.name == "web-server"
+        threads = [threading.Thread(target=lambda: alias.is_up()) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        alias.keep_machine_state = True
+        assert node.keep_machine_state is True
+        [warning] = _warnings(events)
+        assert "`machine`" in warning and "deprecated" in warning and "`web-server`" in warning
+        # Every run of the script (a rerun in the TUI) warns again, once.
+        driver.test_symbols()["machine"].is_up()
+        assert len(_warnings(events)) == 2
+
+
+def test_a_node_called_machine_never_warns(tmp_path: Path, start_script: Path, config: Config) -> None:
+    config.nodes = [NodeConfig("machine", str(start_script))]
+    bus = EventBus()
+    events: list[object] = []
+    bus.subscribe(events.append)
+    with Driver(config, bus=bus, out_dir=tmp_path / "out", tmp_dir=tmp_path / "state") as driver:
+        symbols = driver.test_symbols()
+        assert symbols["machine"] is driver.machines[0]
+        symbols["machine"].is_up()
+        assert _warnings(events) == []
+
+
+def test_a_node_shows_as_qemu_machine(driver: Driver) -> None:
+    # NixOS 2026 names the node class QemuMachine, and so does its repr.
+    assert {repr(m) for m in driver.machines} == {"<QemuMachine 'db'>", "<QemuMachine 'web-server'>"}
 
 
 def test_t_fails_the_test_tidily(driver: Driver) -> None:

@@ -19,7 +19,6 @@ spooled to disk and panes keep their bounded scrollback.
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ from textual.worker import Worker, WorkerState
 from driver import scratch
 from driver.config import NodeConfig, TestConfig
 from driver.events import BlockClosed, BlockOpened, Event, ScriptFinished
-from driver.record import strip_ansi
+from driver.terminal_text import plain_line
 import vmtui.app
 from vmtui.app import VmtuiApp
 from vmtui.bridge import Batch
@@ -132,11 +131,8 @@ class SearchScreen(ModalScreen[SearchHit | None]):
 def _hit_label(hit: SearchHit) -> Text:
     """A hit as plain text: guest bytes are neither markup nor escapes here."""
     where = {DRIVER_LOG: "driver", SCRIPT: f"script {hit.line + 1}"}.get(hit.where, f"{hit.where} #{hit.line + 1}")
-    text = _CONTROL.sub("", strip_ansi(hit.text[:300]))
+    text = plain_line(hit.text[:300])
     return Text.assemble((f"{where:>16}", "dim"), "  ", text)
-
-
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 
 
 class ReplayApp(VmtuiApp):

@@ -34,12 +34,13 @@ from driver.events import (
     ScriptFinished,
     ScriptStarted,
 )
+from driver.terminal_text import plain_line
 from vmtui.replay.script_match import ScriptMatcher, failing_line_of
 
-# OSC (titles, hyperlinks) up to BEL or ST, CSI, charset selection, other two-byte escapes.
-_ANSI = re.compile(r"\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[@-Z\\-_]")
 _BUILD_PREFIX = re.compile(r"^(?:vm-test-run-[^>\s]*> |\s{0,8}> )")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# What moves the cursor back to redraw a row, and the prefixes a redraw must not overwrite.
+_REDRAW = re.compile(r"[\r\b]")
+_LINE_PREFIX = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.-]*: |!!! )")
 _NODE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 # Serial lines held before they are published as one ConsoleOutput per node.
 MAX_HELD_LINES = 2048
@@ -130,8 +131,9 @@ class NixosLogParser:
 
     def _other(self, line: str) -> list[Event]:
         events: list[Event] = []
-        # The driver's own lines: no escapes or control characters reach a widget.
-        plain = _CONTROL.sub("", _ANSI.sub("", line))
+        # The driver's own lines as a terminal would show them (a `\r`-redrawn
+        # line by its last drawing), with no escape or control left for a widget.
+        plain = _driver_plain(line)
         if plain.startswith("!!! ") or plain == "!!!":
             message = plain[4:]
             self._error(message)
@@ -247,6 +249,25 @@ class NixosLogParser:
         if text == "connected to guest root shell":
             return [MachineStateChanged(machine=machine, state=MachineState.CONNECTED, timestamp=0.0)]
         return []
+
+
+def _driver_plain(line: str) -> str:
+    """A driver line as the terminal shows it, each redraw kept after its prefix.
+
+    A `\\r` (or backspace) inside a node's message or an error returns the
+    terminal's cursor to the start of the row, so the message's last drawing
+    would overwrite `server: ` or `!!! `; the pane shows the prefix apart, so
+    the message is played on its own row.
+    """
+    redraw = _REDRAW.search(line)
+    if redraw is None:
+        return plain_line(line)
+    prefix = _LINE_PREFIX.match(plain_line(line[: redraw.start()]))
+    if prefix is not None:
+        at = line.find(prefix.group(1))
+        if at != -1:
+            return prefix.group(1) + plain_line(line[at + len(prefix.group(1)):])
+    return plain_line(line)
 
 
 def _split_serial(line: str) -> tuple[str, str] | None:

@@ -26,8 +26,10 @@ from textual.widgets import OptionList, Static
 from textual.widgets.option_list import Option
 
 from driver.config import TestConfig
+from driver.errors import ConfigError
 from driver.events import Event, EventBus, ScriptFinished
 from driver.record import RunRecord, list_runs, new_tui_record_directory, read_meta, runs_directory_of
+from vmtui.replay.record_meta import load_record_meta
 
 KEEP_RUNS_ENV = "VMTUI_KEEP_RUNS"
 DEFAULT_KEEP_RUNS = 20
@@ -64,6 +66,11 @@ def start_tui_record(
 
 
 def describe_run(path: Path) -> str:
+    try:
+        load_record_meta(path)
+    except ConfigError as exc:
+        # The list still shows it; opening it says the same.
+        return f"{path.name}  unreadable: {str(exc).split(': ', 1)[-1]}"
     meta = read_meta(path)
     outcome = {True: "passed", False: "failed", None: "no verdict"}.get(meta.get("ok"), "?")
     error = f": {meta['error']}" if meta.get("error") and meta.get("ok") is False else ""

@@ -18,8 +18,8 @@ from typing import IO, Callable, Iterator
 
 from driver.errors import ConfigError
 from driver.events import ConsoleOutput, Event
-from driver.record import is_record, read_meta
 from vmtui.replay.nixlog import NixosLogParser
+from vmtui.replay.record_meta import load_record_meta
 from vmtui.replay.recordlog import RecordReader
 from vmtui.replay.script_match import ScriptMatcher
 from vmtui.replay.xmllog import XmlLogParser
@@ -100,19 +100,15 @@ def open_source(path: Path, script: Path | None = None) -> ReplaySource:
     if not path.exists():
         raise ConfigError(f"{path}: no such file or directory")
     script_text = _read_script(script) if script is not None else None
-    if path.is_dir() or path.name in ("meta.json", "events.jsonl") and is_record(path.parent):
+    if path.is_dir() or path.name in ("meta.json", "events.jsonl") and (path.parent / "meta.json").is_file():
         directory = path if path.is_dir() else path.parent
-        if not is_record(directory):
-            raise ConfigError(f"{directory}: not a vmtui run record (no meta.json of one)")
-        meta = read_meta(directory)
-        recorded_script = directory / meta["script"] if isinstance(meta.get("script"), str) else None
-        recorded_source = directory / meta["source"] if isinstance(meta.get("source"), str) else None
-        chosen = script if script is not None else recorded_script
+        meta = load_record_meta(directory)
+        chosen = script if script is not None else meta.script
         return ReplaySource(
-            kind="record", path=directory, name=str(meta.get("test") or directory.name),
-            nodes=[str(n) for n in meta.get("nodes") or []],
+            kind="record", path=directory, name=meta.test,
+            nodes=meta.nodes,
             script_path=chosen if chosen is not None and chosen.is_file() else None,
-            source_path=recorded_source if recorded_source is not None and recorded_source.is_file() else None,
+            source_path=meta.source if meta.source is not None and meta.source.is_file() else None,
             script_text=script_text,
         )
     try:

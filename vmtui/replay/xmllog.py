@@ -29,6 +29,7 @@ from driver.events import (
     ScriptFinished,
     ScriptStarted,
 )
+from driver.terminal_text import plain_line
 from vmtui.replay.script_match import ScriptMatcher, failing_line_of
 
 _FINISHED = re.compile(r"^\(finished: (.*), in (\d+(?:\.\d+)?) seconds\)$")
@@ -100,6 +101,10 @@ class XmlLogParser:
         if machine:
             self.machines.add(machine)
         text = element.text or ""
+        if not (tag == "line" and element.get("type") == "serial"):
+            # The driver's own text as a terminal shows it (C1 controls are
+            # legal XML; ESC is not); serial lines stay raw for the panes.
+            text = plain_line(text)
         if tag == "head":
             if text == "cleanup" and machine is None:
                 yield from self._fail_open("the test failed before this block finished")
