@@ -33,6 +33,7 @@ import pexpect
 
 SIZE = (42, 140)  # rows, columns
 ALPHABET = "abcdefghijklmnopqrstuvwxyz"
+KEY_TIMEOUT = 10.0  # seconds: a key not drawn by then counts as not drawn
 
 
 def flood(app: object, machine: str, rate: int, stop: threading.Event) -> None:
@@ -136,6 +137,7 @@ def parent(keys: int, rate: int, editor: bool, trace: bool) -> None:
     )
     process.delaybeforesend = None  # pexpect sleeps 50 ms before each send by default
     waits: list[tuple[float, float]] = []
+    undrawn = 0
     try:
         process.expect_exact("TCP port 3000")  # the recorded run is on screen
         time.sleep(2.0)  # let the flood reach its steady state
@@ -155,7 +157,11 @@ def parent(keys: int, rate: int, editor: bool, trace: bool) -> None:
             process.expect(pexpect.TIMEOUT, timeout=0.02)  # drop output already on its way
             started = time.perf_counter()
             process.send(key)
-            process.expect(pattern, timeout=10)
+            try:
+                process.expect(pattern, timeout=KEY_TIMEOUT)
+            except pexpect.TIMEOUT:
+                # Counted, not fatal: on a machine loaded far beyond its CPUs a frame can stall that long.
+                undrawn += 1
             waits.append((started, time.perf_counter()))
         if editor:
             # Escape leaves the editor; quitting then asks about the unsaved text: discard it.
@@ -174,11 +180,11 @@ def parent(keys: int, rate: int, editor: bool, trace: bool) -> None:
     child_report = json.loads(report.read_text(encoding="utf-8")) if report.exists() else None
     report.unlink(missing_ok=True)
     workdir.rmdir()
-    print_report(waits, rate, editor, (load_before, load_after), child_report)
+    print_report(waits, rate, editor, (load_before, load_after), child_report, undrawn)
 
 
 def print_report(waits: list[tuple[float, float]], rate: int, editor: bool, load: tuple[float, float],
-                 child_report: dict | None) -> None:
+                 child_report: dict | None, undrawn: int) -> None:
     latencies = sorted(end - start for start, end in waits)
     ms = [value * 1000 for value in latencies]
     where = "the script editor" if editor else "the REPL line"
@@ -187,6 +193,8 @@ def print_report(waits: list[tuple[float, float]], rate: int, editor: bool, load
           " (other processes inflate the tail)")
     print(f"  p50 {statistics.median(ms):.1f} ms   p95 {percentile(ms, 0.95):.1f} ms   p99 {percentile(ms, 0.99):.1f} ms"
           f"   max {ms[-1]:.1f} ms   (target p99 < 50 ms; {sum(m > 50 for m in ms)} keys over 50 ms)")
+    if undrawn:
+        print(f"  {undrawn} keys were not seen drawn within {KEY_TIMEOUT:.0f} s (counted at that wait)")
     if child_report is None:
         print("  (the app wrote no report: it did not exit normally)")
         return
