@@ -411,7 +411,9 @@ class CodeEditor(Vertical):
         & > #find-bar > Input:focus { background: $accent 20%; }
         & > #goto { height: 1; border: none; padding: 0 1; display: none; background: $boost; }
         & > #goto.-open { display: block; }
-        & > #completions { height: auto; max-height: 8; display: none; border: none; border-top: solid $accent; }
+        /* One line per choice: a wrapped signature would leave room for two or three. */
+        & > #completions { height: auto; max-height: 8; display: none; border: none; border-top: solid $accent;
+                           text-wrap: nowrap; text-overflow: ellipsis; }
         & > #completions.-open { display: block; }
         & > #findings { height: auto; max-height: 6; display: none; border: none; border-top: solid $error 50%; }
         & > #findings.-open { display: block; }
