@@ -120,8 +120,11 @@ def percentile(ordered: list[float], fraction: float) -> float:
 def parent(keys: int, rate: int, editor: bool, trace: bool) -> None:
     env = dict(os.environ, TERM="xterm-256color", COLUMNS=str(SIZE[1]), LINES=str(SIZE[0]))
     env.pop("TEXTUAL", None)
-    workdir = Path(tempfile.mkdtemp(prefix="vmtui-bench-keys-"))
-    report = workdir / "child.json"
+    with tempfile.TemporaryDirectory(prefix="vmtui-bench-keys-") as workdir:
+        measure(Path(workdir) / "child.json", keys, rate, editor, trace, env)
+
+
+def measure(report: Path, keys: int, rate: int, editor: bool, trace: bool, env: dict[str, str]) -> None:
     load_before = os.getloadavg()[0]
     process = pexpect.spawn(
         sys.executable,
@@ -178,8 +181,6 @@ def parent(keys: int, rate: int, editor: bool, trace: bool) -> None:
             process.terminate(force=True)
     load_after = os.getloadavg()[0]
     child_report = json.loads(report.read_text(encoding="utf-8")) if report.exists() else None
-    report.unlink(missing_ok=True)
-    workdir.rmdir()
     print_report(waits, rate, editor, (load_before, load_after), child_report, undrawn)
 
 
