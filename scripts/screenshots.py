@@ -2,10 +2,12 @@
 
     .venv/bin/python scripts/screenshots.py [--out screenshots] [--size 150x44]
 
-Three moments of one session (the VMs boot once):
+Four moments of one session (the VMs boot once):
   running.svg      the run in progress: both nodes booting, consoles filling
   breakpoint.svg   a rerun stopped at a breakpoint in a subtest, a REPL line run in a node
   post-mortem.svg  an edited script failing: stopped on the failing line, VMs still up
+  editor.svg       the script pane as an editor: a misspelt node name marked by the
+                   lint, the completion list of a node's methods
 and one of the screen example (a graphical node):
   screen.svg       the node's screen pane open beside its console, after the script passed
 and one of the fleet example (ten nodes):
@@ -113,6 +115,20 @@ async def shoot(out: Path, size: tuple[int, int], work: Path) -> None:
             await pilot.pause(0.3)
             app.save_screenshot("post-mortem.svg", str(out))
             await pilot.press("x")
+            await wait_until(pilot, lambda: not app.script_running, "the run to stop")
+
+            # 4. The editor: a line being written, a misspelt node name marked, completion open.
+            app.script_view.goto_line(line_of(script, "server.wait_for_open_port(3000)"))
+            app.script_view.focus()
+            await pilot.press("e")
+            editor = app.script_editor
+            editor.area.cursor_blink = False
+            await pilot.press("end", "enter", "tab", *'sever.succeed("test -d /srv/www")')
+            await wait_until(pilot, lambda: any("sever" in note.message for note in editor.notes), "the lint mark")
+            await pilot.press("enter", "tab", *"server.wait_for_", "ctrl+@")
+            await wait_until(pilot, lambda: editor.query_one("#completions").has_class("-open"), "the completion list")
+            await pilot.pause(0.3)
+            app.save_screenshot("editor.svg", str(out))
     finally:
         for session in sessions:
             session.close()
@@ -176,7 +192,7 @@ def main() -> None:
     columns, rows = (int(part) for part in args.size.lower().split("x"))
     args.out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="vmtui-shots-") as work:
-        shots = {"todos": (shoot, ("running", "breakpoint", "post-mortem")),
+        shots = {"todos": (shoot, ("running", "breakpoint", "post-mortem", "editor")),
                  "screen": (shoot_screen, ("screen",)), "fleet": (shoot_fleet, ("many-nodes",))}
         for key, (take, names) in shots.items():
             if key in wanted:

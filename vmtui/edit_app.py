@@ -8,9 +8,10 @@ It puts a `CodeEditor` (widgets/code_editor.py) beside each source view and:
 - Ctrl+S writes the file atomically and nothing more: the file watcher
   sees the save like any editor's, so the rerun (or the Nix rebuild) takes
   exactly the path an outside save takes;
-- every save of the script is linted first (vmtui/lint.py, debounced while
-  typing too): a save with undefined names runs nothing until the user asks
-  (Ctrl+R) or fixes it;
+- every save of the script is linted first (vmtui/lint.py; debounced while
+  typing too, in a thread, so keys typed meanwhile are drawn at once): a
+  save with undefined names runs nothing until the user asks (Ctrl+R) or
+  fixes it;
 - `E` hands the file to `$VISUAL`/`$EDITOR` with vmtui suspended;
 - a change on disk while the editor holds unsaved edits asks (keep mine,
   take the file's, show the diff); quitting with unsaved edits asks too.
@@ -29,6 +30,7 @@ from pathlib import Path
 from textual import on
 from textual.app import SuspendNotSupported
 from textual.css.query import NoMatches
+from textual.message import Message
 from textual.timer import Timer
 from textual.widgets import ContentSwitcher
 
@@ -75,6 +77,15 @@ def editor_command(path: Path, line: int) -> list[str]:
 def notes_of(diagnostics: Iterable[Diagnostic]) -> list[LineNote]:
     return [LineNote(d.line, d.message, Finding.ERROR if d.severity is Severity.ERROR else Finding.WARNING)
             for d in diagnostics]
+
+
+class LintDone(Message):
+    """A background check of `text` found `found` (the editor may hold newer text by now)."""
+
+    def __init__(self, text: str, found: list[Diagnostic]) -> None:
+        super().__init__()
+        self.text = text
+        self.found = found
 
 
 class EditApp(LiveApp):
@@ -178,7 +189,29 @@ class EditApp(LiveApp):
         if message.editor is self.script_editor:
             if self._lint_timer is not None:
                 self._lint_timer.stop()
-            self._lint_timer = self.set_timer(LINT_DEBOUNCE, self._lint_editor)
+            self._lint_timer = self.set_timer(LINT_DEBOUNCE, self._lint_in_background)
+
+    def _lint_in_background(self) -> None:
+        """The check while typing: pyflakes walks the whole script, so it runs off the UI thread."""
+        try:
+            text = self.script_editor.text
+        except NoMatches:
+            return  # the debounce fired while the app was closing
+        self.run_worker(lambda: self._lint_text(text), thread=True, group="editor-lint", exclusive=True,
+                        exit_on_error=False)
+
+    def _lint_text(self, text: str) -> None:
+        # Posting never blocks this thread, even while the app is closing.
+        self.post_message(LintDone(text, lint_script(text, self.lint_names, self.config.script_path.name)))
+
+    @on(LintDone)
+    def _lint_done(self, message: LintDone) -> None:
+        try:
+            editor = self.script_editor
+        except NoMatches:
+            return
+        if editor.text == message.text:  # else a newer check is on its way
+            editor.set_notes(notes_of(message.found))
 
     def _lint_editor(self) -> list[Diagnostic]:
         try:

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import enum
 import importlib.util
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from importlib import resources
 from typing import ClassVar
@@ -31,19 +32,26 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.message import Message
+from textual.reactive import Reactive, reactive
 from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Input, OptionList, TextArea
 from textual.widgets.option_list import Option
-from textual.widgets.text_area import Selection
+from textual.widgets.text_area import Edit, EditResult, Selection
+
+from textual.cache import LRUCache
 
 from widgets.line_anchors import line_mapping, move_keyed, move_lines
+from widgets.line_cache import RowKeyedCache
 from widgets.script_view import Mark, StatementMark
+from widgets.textual_hooks import row_highlights, set_line_cache
 
 Completer = Callable[[str], tuple[str, list[tuple[str, str]]]]
 
 # Cells the debugger gutter adds before the line numbers: breakpoint, statement mark, lint mark, a space.
 MARK_CELLS = 4
+# Rendered lines kept (as TextArea keeps): several screens, and the versions of an edited line.
+LINE_CACHE_SIZE = 1024
 COMMENT = "#"  # Python and Nix alike
 
 
@@ -132,6 +140,12 @@ class CodeArea(TextArea):
                 show=False, tooltip="Comment or uncomment the selected lines"),
     ]
 
+    # TextArea repaints every visible row whenever the selection is set, that is
+    # on every key typed; `watch_selection` repaints the rows that changed.
+    selection: Reactive[Selection] = reactive(Selection(), init=False, always_update=True, repaint=False)
+    # Where the bracket matching the cursor's was drawn: its row repaints when that changes.
+    _bracket_drawn: tuple[int, int] | None = None
+
     def __init__(self, text: str = "", *, language: str | None = "python", id: str | None = None) -> None:
         super().__init__(text, soft_wrap=False, tab_behavior="focus", show_line_numbers=True,
                          id=id)
@@ -141,6 +155,71 @@ class CodeArea(TextArea):
         self.marks: dict[int, StatementMark] = {}
         self.notes: dict[int, LineNote] = {}
         self._lines = list(self.document.lines)
+        # Typing re-renders only the lines it changed (widgets/line_cache.py).
+        self._row_cache: RowKeyedCache[Strip] = RowKeyedCache(LINE_CACHE_SIZE)
+        set_line_cache(self, self._row_cache)
+        # Computing a component's style walks the CSS: done once per style change, not per gutter cell.
+        self._gutter_styles: dict[str, Style] = {}
+        # (gutter cells, the text's strip) -> the line as drawn; the text's strip is the
+        # cached one while its line is unchanged, so an unchanged line is one look-up.
+        self._joined: LRUCache[tuple[tuple[str, ...], int], tuple[Strip, Strip]] = LRUCache(LINE_CACHE_SIZE)
+
+    # -- edits repaint, and re-render, only the rows they changed ----------------------
+
+    def edit(self, edit: Edit) -> EditResult:
+        with self._repainting_changed_rows():
+            return super().edit(edit)
+
+    def undo(self) -> None:
+        with self._repainting_changed_rows():
+            super().undo()
+
+    def redo(self) -> None:
+        with self._repainting_changed_rows():
+            super().redo()
+
+    def load_text(self, text: str) -> None:
+        super().load_text(text)
+        self.refresh()  # a new document: every row (the selection only repaints its own)
+
+    @contextmanager
+    def _repainting_changed_rows(self) -> Iterator[None]:
+        top = int(self.scroll_offset.y)
+        rows = range(top, top + self.size.height)
+        before = [self._row_content(row) for row in rows]
+        line_count = self.document.line_count
+        with self._row_cache.keep():
+            yield
+        if self.document.line_count != line_count:
+            self.refresh()  # every row below the edit moved
+            return
+        # A row away from the edit changes too when its highlighting does (an opened string).
+        for row, content in zip(rows, before):
+            if self._row_content(row) != content:
+                self.refresh_lines(row)
+
+    def _row_content(self, row: int) -> tuple[object, ...]:
+        """What the text part of row `row` (0-based) is drawn from, besides cursor and selection."""
+        if row >= self.document.line_count:
+            return (None,)
+        return self.document.get_line(row), row_highlights(self, row)
+
+    def watch_selection(self, previous: Selection, selection: Selection) -> None:
+        rows: set[int] = set()
+        for start, end in (previous, selection):
+            rows.update(range(min(start[0], end[0]), max(start[0], end[0]) + 1))
+        bracket = self.matching_bracket_location
+        for location in (self._bracket_drawn, bracket):
+            if location is not None:
+                rows.add(location[0])
+        self._bracket_drawn = bracket
+        for row in sorted(rows):
+            self.refresh_lines(row)
+
+    def notify_style_update(self) -> None:
+        self._gutter_styles.clear()
+        self._joined.clear()
+        super().notify_style_update()
 
     # -- marks that follow their lines ----------------------------------------
 
@@ -174,38 +253,57 @@ class CodeArea(TextArea):
         return width + MARK_CELLS if width else 0
 
     def render_line(self, y: int) -> Strip:
+        row = int(self.scroll_offset.y) + y
+        in_text = row < self.document.line_count
+        # What the row's rendering depends on besides its place (widgets/line_cache.py).
+        self._row_cache.row_key = (
+            self.document.get_line(row) if in_text else None,
+            row_highlights(self, row) if in_text else (),
+            self.gutter_width,
+            self.virtual_size.width,
+        )
         strip = super().render_line(y)
-        if not self.show_line_numbers:
+        if not self.show_line_numbers or not in_text:
             return strip
-        line = int(self.scroll_offset.y) + y + 1
-        if line > self.document.line_count:
-            return strip
-        return Strip.join([Strip(self._mark_segments(line), MARK_CELLS), strip.crop(MARK_CELLS, strip.cell_length)])
+        cells = self._gutter_cells(row + 1)
+        joined = self._joined.get((cells, id(strip)))
+        if joined is not None and joined[0] is strip:
+            return joined[1]
+        line = Strip.join([Strip(self._mark_segments(cells), MARK_CELLS), strip.crop(MARK_CELLS, strip.cell_length)])
+        self._joined[(cells, id(strip))] = (strip, line)
+        return line
 
-    def _mark_segments(self, line: int) -> list[Segment]:
-        theme = self._theme
-        base = (theme.gutter_style if theme and theme.gutter_style else None) or Style()
-
-        def cell(text: str, *components: str) -> Segment:
-            style = base
-            for component in components:
-                style = style + self.get_component_rich_style(component, partial=True)
-            return Segment(text, style)
-
-        segments = [cell("●", "code-area--breakpoint") if line in self.breakpoints else cell(" ")]
+    def _gutter_cells(self, line: int) -> tuple[str, ...]:
+        """The marks of `line` as (glyph, components...) per cell, joined: a hashable cache key."""
+        cells = ["●|code-area--breakpoint" if line in self.breakpoints else " "]
         mark = self._mark_covering(line)
         if mark is None:
-            segments.append(cell(" "))
+            cells.append(" ")
         else:
-            components = [f"code-area--{mark.mark.value}"] + (["code-area--stale"] if mark.stale else [])
-            segments.append(cell(_MARK_GLYPH[mark.mark] if mark.line == line else "│", *components))
+            glyph = _MARK_GLYPH[mark.mark] if mark.line == line else "│"
+            cells.append("|".join([glyph, f"code-area--{mark.mark.value}"] + (["code-area--stale"] if mark.stale else [])))
         note = self.notes.get(line)
-        if note is None:
-            segments.append(cell(" "))
-        else:
-            segments.append(cell("E" if note.kind is Finding.ERROR else "W", f"code-area--{note.kind.value}"))
-        segments.append(cell(" "))
+        cells.append(" " if note is None else f"{'E' if note.kind is Finding.ERROR else 'W'}|code-area--{note.kind.value}")
+        cells.append(" ")
+        return tuple(cells)
+
+    def _mark_segments(self, cells: tuple[str, ...]) -> list[Segment]:
+        theme = self._theme
+        base = (theme.gutter_style if theme and theme.gutter_style else None) or Style()
+        segments = []
+        for cell in cells:
+            glyph, *components = cell.split("|")
+            style = base
+            for component in components:
+                style = style + self._component_style(component)
+            segments.append(Segment(glyph, style))
         return segments
+
+    def _component_style(self, component: str) -> Style:
+        style = self._gutter_styles.get(component)
+        if style is None:
+            style = self._gutter_styles[component] = self.get_component_rich_style(component, partial=True)
+        return style
 
     def _mark_covering(self, line: int) -> StatementMark | None:
         mark = self.marks.get(line)
@@ -313,7 +411,9 @@ class CodeEditor(Vertical):
         & > #find-bar > Input:focus { background: $accent 20%; }
         & > #goto { height: 1; border: none; padding: 0 1; display: none; background: $boost; }
         & > #goto.-open { display: block; }
-        & > #completions { height: auto; max-height: 8; display: none; border: none; border-top: solid $accent; }
+        /* One line per choice: a wrapped signature would leave room for two or three. */
+        & > #completions { height: auto; max-height: 8; display: none; border: none; border-top: solid $accent;
+                           text-wrap: nowrap; text-overflow: ellipsis; }
         & > #completions.-open { display: block; }
         & > #findings { height: auto; max-height: 6; display: none; border: none; border-top: solid $error 50%; }
         & > #findings.-open { display: block; }
@@ -347,6 +447,7 @@ class CodeEditor(Vertical):
         # (text before the cursor on its line) -> (the part already typed, [(name, detail)]); set by the app.
         self.completer: Completer | None = None
         self._typed = ""
+        self._shown_notes: list[LineNote] = []
 
     def compose(self) -> ComposeResult:
         yield self.area
@@ -407,16 +508,25 @@ class CodeEditor(Vertical):
 
     def set_notes(self, notes: Iterable[LineNote]) -> None:
         ordered = sorted(notes, key=lambda n: (n.line, n.kind is not Finding.ERROR))
+        if ordered == self._shown_notes:
+            return  # the same findings again (a check after each pause in typing): nothing to redraw
         by_line: dict[int, LineNote] = {}
         for note in ordered:
             by_line.setdefault(note.line, note)
         self.area.notes = by_line
         findings = self.query_one("#findings", OptionList)
-        findings.clear_options()
-        findings.add_options(
-            Option(Text(f"{'E' if n.kind is Finding.ERROR else 'W'} {n.line}: {n.message}"), id=str(n.line)) for n in ordered
-        )
+        prompts = [Text(f"{'E' if n.kind is Finding.ERROR else 'W'} {n.line}: {n.message}") for n in ordered]
+        if [n.line for n in ordered] == [n.line for n in self._shown_notes]:
+            # New wording at the same lines (a name being typed): in place, no layout of the screen.
+            for index, prompt in enumerate(prompts):
+                findings.replace_option_prompt_at_index(index, prompt)
+        else:
+            findings.clear_options()
+            # The index makes the id unique: one line may have several findings.
+            findings.add_options(Option(prompt, id=f"{index}:{note.line}")
+                                 for index, (prompt, note) in enumerate(zip(prompts, ordered)))
         findings.set_class(bool(ordered), "-open")
+        self._shown_notes = ordered
         self.area.refresh()
 
     @property
@@ -433,7 +543,7 @@ class CodeEditor(Vertical):
     def _finding_selected(self, event: OptionList.OptionSelected) -> None:
         event.stop()
         if event.option.id is not None:
-            self.goto_line(int(event.option.id))
+            self.goto_line(int(event.option.id.partition(":")[2]))
             focus_now(self.area)
 
     # -- actions -------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """Every private Textual API vmtui relies on, in one place.
 
-Textual is pinned (pyproject.toml).  The widgets need four of its private
+Textual is pinned (pyproject.toml).  The widgets need six of its private
 hooks, each for a measured reason given where it is used; they are reached
 only through this module, and tests/unit/test_textual_hooks.py checks each
 one still exists and still does what vmtui relies on, so a Textual upgrade
@@ -14,6 +14,11 @@ that changes one fails there, loudly, instead of somewhere in a benchmark.
   (TerminalView overrides it to send keys to the guest first).
 - `App._keymap`: the keymap given to `App.set_keymap` (id -> keys), which
   Textual offers no public getter for (the help screen, palette entries).
+- `TextArea._line_cache`: the cache of rendered lines, which `TextArea`
+  empties on every edit; CodeArea puts a cache there that keeps the lines an
+  edit did not change (a key re-renders one line, not the whole view).
+- `TextArea._highlights`: the syntax highlights of each row (row -> spans),
+  part of what a rendered line depends on (CodeArea's cache key).
 """
 
 from __future__ import annotations
@@ -26,15 +31,18 @@ from textual.app import App
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.widget import Widget
-from textual.widgets import Input
+from textual.cache import LRUCache
+from textual.widgets import Input, TextArea
 
-__all__ = ["input_watch_value", "keymap_of", "scroll_update", "widget_on_key"]
+__all__ = ["input_watch_value", "keymap_of", "row_highlights", "scroll_update", "set_line_cache", "widget_on_key"]
 
 # Names of the private hooks (the test checks them against Textual).
 SCROLL_UPDATE = "_scroll_update"
 INPUT_VALUE_WATCHER = "_watch_value"
 KEY_HANDLER = "_on_key"
 APP_KEYMAP = "_keymap"
+TEXT_AREA_LINE_CACHE = "_line_cache"
+TEXT_AREA_HIGHLIGHTS = "_highlights"
 
 
 def scroll_update(view: ScrollView, size: Size) -> None:
@@ -56,3 +64,14 @@ def keymap_of(app: App[Any]) -> Mapping[str, str]:
     """The keymap `app` was given (binding id -> comma separated keys)."""
     keymap: Mapping[str, str] = getattr(app, APP_KEYMAP)
     return keymap
+
+
+def set_line_cache(area: TextArea, cache: LRUCache[Any, Any]) -> None:
+    """Make `cache` the one `area` keeps its rendered lines in."""
+    setattr(area, TEXT_AREA_LINE_CACHE, cache)
+
+
+def row_highlights(area: TextArea, row: int) -> tuple[Any, ...]:
+    """The syntax highlight spans of `row` (0-based) as `area` will draw them."""
+    highlights: Mapping[int, list[Any]] = getattr(area, TEXT_AREA_HIGHLIGHTS)
+    return tuple(highlights.get(row, ()))

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+import pytest
 from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
+from textual.strip import Strip
+from textual.widgets import OptionList, TextArea
 
-from widgets.code_editor import CodeEditor, Finding, LineNote
+from widgets.code_editor import CodeArea, CodeEditor, Finding, LineNote
 from widgets.script_view import Mark, StatementMark
 
 SOURCE = 'start_all()\nserver.wait_for_unit("x")\nclient.succeed("true")\n'
@@ -147,3 +150,108 @@ async def test_a_language_without_an_installed_grammar_is_plain_text() -> None:
     async with app.run_test():
         editors = list(app.query(CodeEditor))
         assert [e.area.language for e in editors] == [None, "nix", "python"]
+
+
+# -- typing draws only what it changed (benchmarks/bench_keys.py --editor) -------------
+
+LONG_SOURCE = "".join(f"value_{n} = {n}\n" for n in range(30))
+
+
+class _RenderSpy:
+    """Counts the rows the area draws (render_line calls) and the rows it renders anew."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.drawn: list[int] = []
+        self.rendered = 0
+        spy = self
+        draw = CodeArea.render_line
+        render = TextArea._render_line
+
+        def counted_draw(area: CodeArea, y: int) -> Strip:
+            spy.drawn.append(int(area.scroll_offset.y) + y)
+            return draw(area, y)
+
+        def counted_render(area: TextArea, y: int) -> Strip:
+            spy.rendered += 1
+            return render(area, y)
+
+        monkeypatch.setattr(CodeArea, "render_line", counted_draw)
+        monkeypatch.setattr(TextArea, "_render_line", counted_render)
+
+    def reset(self) -> None:
+        self.drawn.clear()
+        self.rendered = 0
+
+
+async def test_a_typed_key_redraws_its_own_row_not_the_whole_view(monkeypatch: pytest.MonkeyPatch) -> None:
+    spy = _RenderSpy(monkeypatch)
+    app = EditorApp(LONG_SOURCE)
+    async with app.run_test(size=(80, 30)) as pilot:
+        editor = app.query_one(CodeEditor)
+        await pilot.press("down", "down", "end")
+        await pilot.pause()
+        spy.reset()
+        await pilot.press("x")
+        await pilot.pause()
+        assert editor.area.document.get_line(2) == "value_2 = 2x"
+        # The row typed into (its text changed) and nothing else: not the 20-odd rows in view.
+        assert set(spy.drawn) == {2}, spy.drawn
+        assert spy.rendered <= 2, spy.rendered
+
+
+async def test_a_key_that_changes_the_highlighting_of_other_rows_redraws_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    spy = _RenderSpy(monkeypatch)
+    # A closing quote further down, waiting for its opening one.
+    app = EditorApp("".join(f"value_{n} = {n}\n" for n in range(8)) + '"""\n' + LONG_SOURCE)
+    async with app.run_test(size=(80, 30)) as pilot:
+        area = app.query_one(CodeEditor).area
+        if area.language is None:
+            pytest.skip("no Python grammar installed")
+        await pilot.pause()
+        before = area.render_line(5)
+        spy.reset()
+        # The rows between the opening quotes and the closing ones are a string now.
+        await pilot.press(*'"""')
+        await pilot.pause()
+        assert 5 in spy.drawn
+        after = area.render_line(5)
+        assert after.text == before.text
+        assert [segment.style for segment in after] != [segment.style for segment in before]
+        await pilot.press("ctrl+z")  # and back, through undo
+        await pilot.pause()
+        assert [segment.style for segment in area.render_line(5)] == [segment.style for segment in before]
+
+
+async def test_moving_the_cursor_redraws_the_rows_it_left_and_entered(monkeypatch: pytest.MonkeyPatch) -> None:
+    spy = _RenderSpy(monkeypatch)
+    app = EditorApp(LONG_SOURCE)
+    async with app.run_test(size=(80, 30)) as pilot:
+        await pilot.pause()
+        spy.reset()
+        await pilot.press("down")
+        await pilot.pause()
+        assert set(spy.drawn) == {0, 1}
+        spy.reset()
+        await pilot.press("shift+down", "shift+down")
+        await pilot.pause()
+        # A selection draws on every row it covers.
+        assert set(spy.drawn) == {1, 2, 3}
+
+
+async def test_several_findings_on_one_line_are_all_listed() -> None:
+    app = EditorApp()
+    async with app.run_test() as pilot:
+        editor = app.query_one(CodeEditor)
+        editor.set_notes([LineNote(2, "undefined name 'sever'", Finding.ERROR),
+                          LineNote(2, "undefined name 'unit'", Finding.ERROR)])
+        await pilot.pause()
+        findings = editor.query_one("#findings", OptionList)
+        assert findings.option_count == 2
+        # New wording at the same lines replaces the prompts in place.
+        editor.set_notes([LineNote(2, "undefined name 'severe'", Finding.ERROR),
+                          LineNote(2, "undefined name 'unit'", Finding.ERROR)])
+        assert "severe" in str(findings.get_option_at_index(0).prompt)
+        findings.focus()
+        findings.highlighted = 1
+        await pilot.press("enter")
+        assert editor.cursor_line == 2

@@ -10,6 +10,8 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
 from driver.events import Event, ScriptFinished
 from helpers import script_app, wait_until
 from vmtui.app import VmtuiApp
@@ -296,3 +298,30 @@ async def test_keys_typed_at_once_after_e_go_into_the_editor_not_to_the_debugger
         # In the REPL line, e is a letter like any other.
         await pilot.press("escape", "escape", "exclamation_mark", "e")
         assert app.query_one("#repl").value == "e"  # type: ignore[attr-defined]
+
+
+async def test_the_lint_while_typing_runs_off_the_ui_thread_and_only_its_latest_text_shows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    from vmtui import edit_app
+
+    threads: list[str] = []
+    lint = edit_app.lint_script
+
+    def recorded(*args, **kwargs):  # type: ignore[no-untyped-def]
+        threads.append(threading.current_thread().name)
+        return lint(*args, **kwargs)
+
+    monkeypatch.setattr(edit_app, "lint_script", recorded)
+    app = script_app(tmp_path, script(tmp_path, BODY))
+    async with app.run_test(size=SIZE) as pilot:
+        editor = await edit_at(pilot, app, TWO)
+        threads.clear()  # e lints on the spot, as a save does
+        await pilot.press("home", *"sever", "enter")
+        await wait_until(pilot, lambda: any("sever" in n.message for n in editor.notes), "the lint mark")
+        assert threads and threading.main_thread().name not in threads
+        # A check of older text arriving late never replaces what the current text shows.
+        app.post_message(edit_app.LintDone("stale text", []))
+        await pilot.pause(0.2)
+        assert any("sever" in n.message for n in editor.notes)

@@ -81,3 +81,21 @@ def test_no_widget_or_app_module_reaches_textual_privates_directly() -> None:
     ]
     assert offenders == []
     assert Size(1, 1)  # (the hooks module's types import cleanly)
+
+
+def test_text_area_keeps_rendered_lines_in_a_replaceable_cache_and_highlights_per_row() -> None:
+    from textual.cache import LRUCache
+    from textual.widgets import TextArea
+
+    from widgets.line_cache import RowKeyedCache
+
+    area = TextArea("x = 1\n", language=None)
+    cache = getattr(area, textual_hooks.TEXT_AREA_LINE_CACHE, None)
+    assert isinstance(cache, LRUCache), _loud("TextArea._line_cache")
+    # render_line looks rows up in it (CodeArea swaps in a RowKeyedCache).
+    assert textual_hooks.TEXT_AREA_LINE_CACHE in inspect.getsource(TextArea.render_line), _loud("TextArea._line_cache")
+    textual_hooks.set_line_cache(area, RowKeyedCache(4))
+    assert isinstance(getattr(area, textual_hooks.TEXT_AREA_LINE_CACHE), RowKeyedCache)
+    highlights = getattr(area, textual_hooks.TEXT_AREA_HIGHLIGHTS, None)
+    assert isinstance(highlights, dict), _loud("TextArea._highlights")
+    assert textual_hooks.row_highlights(area, 0) == ()
