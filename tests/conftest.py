@@ -9,13 +9,17 @@ the session fails and names it.  The global /tmp is not examined: other
 programs on the machine (another test run, say) write there at the same time.
 
 The area is removed at the end either way, pytest's `tmp_path` directories
-included, so a run leaves nothing behind even when the check fails.
+included, so a run leaves nothing behind even when the check fails, or when
+the suite is stopped with SIGTERM (a CI job's time limit): the signal ends
+the session as Ctrl-C does, and should the driver's own signal cleanup have
+taken SIGTERM over, the area goes after the VMs it ended.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -49,6 +53,29 @@ def pytest_configure(config: pytest.Config) -> None:
     tempfile.tempdir = None  # forget the temp dir `tempfile` has already chosen
     if config.option.basetemp is None:
         config.option.basetemp = str(_area / "pytest")
+    signal.signal(signal.SIGTERM, _interrupt)
+    from driver import processes
+
+    processes.add_signal_listener(_remove_area_after_the_children)
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    # pytest ends an interrupted session in order (fixtures torn down, the
+    # session finished), which removes the area.
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _remove_area_after_the_children(_signum: int) -> None:
+    # The driver's handler ends the process by the signal itself, so the
+    # session never finishes: end the children first (nothing may write into
+    # the area after it is gone; `cleanup` is safe to call again), then remove it.
+    from driver import processes
+
+    processes.cleanup()
+    for _attempt in range(3):  # a process outside the registry may still be writing there
+        if _area is None or not _area.exists():
+            return
+        shutil.rmtree(_area, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
