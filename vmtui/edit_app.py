@@ -32,7 +32,7 @@ from textual.app import SuspendNotSupported
 from textual.css.query import NoMatches
 from textual.message import Message
 from textual.timer import Timer
-from textual.widgets import ContentSwitcher
+from textual.widgets import ContentSwitcher, Input, TextArea
 
 from driver.events import Event, ScriptStarted, StatementFinished, StatementStarted
 from driver.driver import pythonize_name
@@ -42,7 +42,9 @@ from vmtui.state_files import BreakpointStore
 from vmtui.screens.editing import ConflictChoice, ConflictScreen, QuitChoice, UnsavedQuitScreen
 from widgets.code_editor import CodeEditor, Finding, LineNote, focus_now
 from widgets.line_anchors import line_mapping
+from widgets.screen_view import ScreenView
 from widgets.script_view import ScriptView, StatementMark
+from widgets.terminal_view import TerminalView
 
 # Pause in typing after which the script is linted (seconds).
 LINT_DEBOUNCE = 0.3
@@ -150,9 +152,11 @@ class EditApp(LiveApp):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # `e` is a priority binding (handled before the key is routed, so the
         # keys typed after it already go to the editor); it means "edit" only
-        # where the debugger keys apply, never in the REPL line or a search box.
+        # where the debugger keys apply (the script, a console, the overview,
+        # the timeline, ...), never where a typed letter is text: the REPL
+        # line, a search box, the editor itself, a shell or a VM's screen.
         if action == "edit":
-            return isinstance(self.focused, ScriptView) or self.focused is None
+            return not isinstance(self.focused, (Input, TextArea, TerminalView, ScreenView))
         return super().check_action(action, parameters)
 
     def action_edit(self) -> None:

@@ -116,6 +116,25 @@ async def test_e_edits_at_the_cursor_line_and_escape_gives_the_debugger_keys_bac
         assert not editor.dirty
 
 
+async def test_e_edits_from_any_pane_where_the_debugger_keys_apply(tmp_path: Path) -> None:
+    from driver.config import NodeConfig, TestConfig
+    from widgets.console_view import ConsoleView
+    from widgets.timeline import Timeline
+
+    path = tmp_path / "test.py"
+    path.write_text(script(tmp_path, BODY))
+    config = TestConfig(nodes=[NodeConfig("server", "run-server-vm")], vlans=[1], script_path=path, name="t")
+    app = VmtuiApp(config, None, clock=None, state_dir=tmp_path / "state")  # no session: no VM
+    async with app.run_test(size=SIZE) as pilot:
+        app.script_view.goto_line(TWO)
+        for focus in ("1", "L"):  # the node's console, then the timeline
+            await pilot.press(focus)
+            assert isinstance(app.focused, ConsoleView if focus == "1" else Timeline)
+            await pilot.press("e")
+            assert isinstance(app.focused, CodeArea) and app.script_editor.cursor_line == TWO
+            await pilot.press("escape")
+
+
 async def test_ctrl_s_saves_atomically_and_reruns_from_the_changed_statement(tmp_path: Path) -> None:
     app = script_app(tmp_path, script(tmp_path, BODY))
     log = tmp_path / "ran.log"
