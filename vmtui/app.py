@@ -85,15 +85,6 @@ FRAME_RATE = 30.0
 FLOOD_FRAME_RATE = 12.0
 FLOOD_LINES_PER_FRAME = 400
 
-# Keys first: a batch of driver events (console lines above all) waits while
-# a key typed less than KEY_FIRST_WINDOW ago is still on its way to the
-# screen, so the key's frame holds the key alone and not also a repaint of
-# the flooding consoles.  The wait is bounded: while someone types without
-# pause the consoles are still drawn KEY_FIRST_MAX_WAIT after they were due
-# at the latest (with the flood frame rate: about four times a second).
-KEY_FIRST_WINDOW = 0.03
-KEY_FIRST_MAX_WAIT = 0.15
-
 # Objects allocated between two young collections (Python's default: 700).
 # Every frame makes thousands of short-lived objects, many in reference
 # cycles (Textual's Strip caches itself), which only a collection frees.
@@ -108,11 +99,6 @@ GC_YOUNG_THRESHOLD = 10_000
 # Builds the Session for a config; None shows driver events only (tests,
 # screenshots), with no machines behind them.
 SessionFactory = Callable[[TestConfig], "Session"]
-
-
-def console_hold(now: float, last_key_at: float, due_since: float) -> float:
-    """Seconds a batch of driver events, due since `due_since`, still waits for the last key (0: none)."""
-    return max(0.0, min(last_key_at + KEY_FIRST_WINDOW, due_since + KEY_FIRST_MAX_WAIT) - now)
 
 
 def _language_of(path: Path) -> str:
@@ -206,9 +192,6 @@ class VmtuiApp(EditApp):
         self._last_flush = 0.0
         self._frame_interval = 1.0 / FRAME_RATE
         self._flush_pending = False
-        self._last_key_at = 0.0
-        # When the batch waiting for a key became due (None: none waits).
-        self._due_since: float | None = None
         # Variables reads asked for / the newest one shown (see _variables_read).
         self._variables_asked = 0
         self._variables_shown = 0
@@ -453,27 +436,11 @@ class VmtuiApp(EditApp):
         else:
             self._draw_pending_events()
 
-    async def on_event(self, event: events.Event) -> None:
-        # Every key from the terminal passes here before it reaches a widget:
-        # the moment it came is what the console batches wait for.
-        if isinstance(event, events.Key) and not event.is_forwarded:
-            self._last_key_at = time.monotonic()
-        await super().on_event(event)
-
     def _draw_pending_events(self) -> None:
         self._flush_pending = False
         if not self.is_running:
             return  # shutting down: the widgets the events would go to are leaving
-        now = time.monotonic()
-        if self._due_since is None:
-            self._due_since = now
-        hold = console_hold(now, self._last_key_at, self._due_since)
-        if hold > 0:
-            self._flush_pending = True
-            self.set_timer(hold, self._draw_pending_events)
-            return
-        self._due_since = None
-        self._last_flush = now
+        self._last_flush = time.monotonic()
         batch = self.bus_bridge.drain()
         flooding = batch.console_line_count > FLOOD_LINES_PER_FRAME
         self._frame_interval = 1.0 / (FLOOD_FRAME_RATE if flooding else FRAME_RATE)
