@@ -11,10 +11,12 @@ Prints p50 / p95 / p99 / max latency over the keys typed (target p99 <
 meanwhile (console lines taken in, frames written).  With --editor the keys
 are typed into the script editor (`e`) instead of the REPL line.  With
 --fleet the app shows ten nodes (the node overview beside one console) and
-all ten consoles flood.  With --trace the child records its busy spans (benchmarks/key_trace.py) and the
+all ten consoles flood.  --gap sets the pause between a key drawn and the
+next one typed (default 20 ms: typing as fast as the screen follows; 0.12
+is a brisk typist's pace).  With --trace the child records its busy spans (benchmarks/key_trace.py) and the
 report adds where the keys slower than 50 ms spent their wait.
 
-Usage: .venv/bin/python benchmarks/bench_keys.py [--keys 300] [--rate 20000] [--editor] [--fleet] [--trace]
+Usage: .venv/bin/python benchmarks/bench_keys.py [--keys 300] [--rate 20000] [--gap 0.02] [--editor] [--fleet] [--trace]
 """
 
 from __future__ import annotations
@@ -123,14 +125,15 @@ def percentile(ordered: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
-def parent(keys: int, rate: int, editor: bool, fleet: bool, trace: bool) -> None:
+def parent(keys: int, rate: int, gap: float, editor: bool, fleet: bool, trace: bool) -> None:
     env = dict(os.environ, TERM="xterm-256color", COLUMNS=str(SIZE[1]), LINES=str(SIZE[0]))
     env.pop("TEXTUAL", None)
     with tempfile.TemporaryDirectory(prefix="vmtui-bench-keys-") as workdir:
-        measure(Path(workdir) / "child.json", keys, rate, editor, fleet, trace, env)
+        measure(Path(workdir) / "child.json", keys, rate, gap, editor, fleet, trace, env)
 
 
-def measure(report: Path, keys: int, rate: int, editor: bool, fleet: bool, trace: bool, env: dict[str, str]) -> None:
+def measure(report: Path, keys: int, rate: int, gap: float, editor: bool, fleet: bool, trace: bool,
+            env: dict[str, str]) -> None:
     load_before = os.getloadavg()[0]
     process = pexpect.spawn(
         sys.executable,
@@ -163,7 +166,7 @@ def measure(report: Path, keys: int, rate: int, editor: bool, fleet: bool, trace
             # The REPL line shows `>>> `-less text; the last typed characters
             # appear together in the update that draws the key.
             pattern = re.compile(re.escape(tail))
-            process.expect(pexpect.TIMEOUT, timeout=0.02)  # drop output already on its way
+            process.expect(pexpect.TIMEOUT, timeout=gap)  # the pause; drops output already on its way
             started = time.perf_counter()
             process.send(key)
             try:
@@ -187,16 +190,17 @@ def measure(report: Path, keys: int, rate: int, editor: bool, fleet: bool, trace
             process.terminate(force=True)
     load_after = os.getloadavg()[0]
     child_report = json.loads(report.read_text(encoding="utf-8")) if report.exists() else None
-    print_report(waits, rate, editor, fleet, (load_before, load_after), child_report, undrawn)
+    print_report(waits, rate, gap, editor, fleet, (load_before, load_after), child_report, undrawn)
 
 
-def print_report(waits: list[tuple[float, float]], rate: int, editor: bool, fleet: bool, load: tuple[float, float],
+def print_report(waits: list[tuple[float, float]], rate: int, gap: float, editor: bool, fleet: bool, load: tuple[float, float],
                  child_report: dict | None, undrawn: int) -> None:
     latencies = sorted(end - start for start, end in waits)
     ms = [value * 1000 for value in latencies]
     where = "the script editor" if editor else "the REPL line"
     consoles = "ten consoles (node overview)" if fleet else "two consoles"
-    print(f"key-press-to-screen latency over {len(ms)} keys typed into {where}, {consoles} flooding at {rate:,} lines/s each")
+    print(f"key-press-to-screen latency over {len(ms)} keys typed into {where}, {consoles} flooding at {rate:,} lines/s each,"
+          f" {gap * 1000:.0f} ms between a key drawn and the next")
     print(f"  machine load average {load[0]:.1f} before, {load[1]:.1f} after, on {os.cpu_count()} CPUs"
           " (other processes inflate the tail)")
     print(f"  p50 {statistics.median(ms):.1f} ms   p95 {percentile(ms, 0.95):.1f} ms   p99 {percentile(ms, 0.99):.1f} ms"
@@ -232,6 +236,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--keys", type=int, default=300)
     parser.add_argument("--rate", type=int, default=20_000, help="console lines per second per console")
+    parser.add_argument("--gap", type=float, default=0.02, help="seconds between a key drawn and the next typed")
     parser.add_argument("--editor", action="store_true", help="type into the script editor instead of the REPL")
     parser.add_argument("--fleet", action="store_true", help="ten nodes, all flooding (the node overview layout)")
     parser.add_argument("--trace", action="store_true", help="record the app's busy spans; explain the slow keys")
@@ -241,7 +246,7 @@ def main() -> None:
     if args.child:
         child(args.rate, args.editor, args.fleet, args.report, args.trace)
     else:
-        parent(args.keys, args.rate, args.editor, args.fleet, args.trace)
+        parent(args.keys, args.rate, args.gap, args.editor, args.fleet, args.trace)
 
 
 if __name__ == "__main__":

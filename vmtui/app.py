@@ -84,6 +84,10 @@ if TYPE_CHECKING:
 FRAME_RATE = 30.0
 FLOOD_FRAME_RATE = 12.0
 FLOOD_LINES_PER_FRAME = 400
+# Measured and left out (benchmarks/bench_keys.py, alternating runs): holding
+# a due batch until a key just typed is drawn made keys at a typist's pace
+# slower (editor p50 15 -> 30 ms); a 1 ms GIL switch interval
+# (sys.setswitchinterval) changed nothing beyond the noise.
 
 # Objects allocated between two young collections (Python's default: 700).
 # Every frame makes thousands of short-lived objects, many in reference
