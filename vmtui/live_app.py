@@ -81,11 +81,16 @@ class LiveApp(App[int]):
         self.rerun: RerunController | None = None
         self._watcher: FileWatcher | None = None
         self._watch_lock = threading.Lock()
+        self._live_stopped = False
         self._unsubscribe_rerun: Callable[[], None] | None = None
 
     def _stop_live(self) -> None:
-        if self._watcher is not None:
-            self._watcher.stop()
+        # Under the lock: a worker may be starting a watcher right now, and
+        # none may start after this (its thread would outlive the app).
+        with self._watch_lock:
+            self._live_stopped = True
+            if self._watcher is not None:
+                self._watcher.stop()
         if self._unsubscribe_rerun is not None:
             self._unsubscribe_rerun()
 
@@ -157,6 +162,8 @@ class LiveApp(App[int]):
         if self.alt_source_path is not None:
             watched.add(self.alt_source_path)
         with self._watch_lock:
+            if self._live_stopped:
+                return
             if self._watcher is not None:
                 if self._watcher.paths == frozenset(p.resolve() for p in watched):
                     return

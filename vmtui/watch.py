@@ -53,6 +53,10 @@ class FileWatcher:
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._thread: threading.Thread | None = None
+        # start() and stop() may come from different threads (a worker starts
+        # the watch, the app's unmount stops it): the thread is created and
+        # started, or taken for joining, as one step.
+        self._lifecycle = threading.Lock()
         self.error: BaseException | None = None
 
     @property
@@ -62,18 +66,23 @@ class FileWatcher:
     def start(self, wait: bool = True) -> None:
         """Start watching; with `wait`, return once the watch is established
         (a fraction of a second), so that a save right after is not missed."""
-        if self._thread is not None:
-            raise RuntimeError("the watcher is already running")
-        self._thread = threading.Thread(target=self._watch, name="vmtui-watch", daemon=True)
-        self._thread.start()
+        with self._lifecycle:
+            if self._thread is not None:
+                raise RuntimeError("the watcher is already running")
+            if self._stop.is_set():
+                return  # stopped before it started: there is nothing to watch for
+            thread = threading.Thread(target=self._watch, name="vmtui-watch", daemon=True)
+            thread.start()
+            self._thread = thread
         if wait:
             self._ready.wait(timeout=5)
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-            self._thread = None
+        with self._lifecycle:
+            self._stop.set()
+            thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join(timeout=10)
 
     def __enter__(self) -> FileWatcher:
         self.start()

@@ -108,3 +108,40 @@ def test_a_burst_of_writes_is_coalesced(script: Path) -> None:
         save_like_vim(script, "start_all()\n# final\n")
         assert calls.next() == {script.resolve()}
     assert len(calls.all) == 2
+
+
+def test_a_stop_racing_the_start_from_another_thread_never_fails(script: Path) -> None:
+    # The app starts its watcher from a worker and stops it on unmount: a
+    # stop landing between the thread's creation and its start used to raise
+    # "cannot join thread before it is started".
+    import threading
+
+    errors: list[BaseException] = []
+    for _ in range(200):
+        watcher = FileWatcher([script], lambda paths: None)
+
+        def start(w: FileWatcher = watcher) -> None:
+            try:
+                w.start(wait=False)
+            except BaseException as error:  # noqa: BLE001 - collected for the assertion
+                errors.append(error)
+
+        starter = threading.Thread(target=start)
+        starter.start()
+        try:
+            watcher.stop()
+        except BaseException as error:  # noqa: BLE001
+            errors.append(error)
+        starter.join()
+        watcher.stop()  # a start that won the race is stopped here
+    assert errors == []
+    assert not [t for t in threading.enumerate() if t.name == "vmtui-watch"]
+
+
+def test_a_watcher_stopped_before_it_started_does_not_start(script: Path) -> None:
+    import threading
+
+    watcher = FileWatcher([script], lambda paths: None)
+    watcher.stop()
+    watcher.start()
+    assert not [t for t in threading.enumerate() if t.name == "vmtui-watch"]
