@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -10,7 +11,7 @@ from typing import Callable
 from textual.pilot import Pilot
 
 from driver.config import NodeConfig, TestConfig
-from driver.events import EventBus
+from driver.events import Event, EventBus, ScriptFinished
 from vmtui.app import VmtuiApp
 from vmtui.session import Session
 from widgets.debugger import ReplInput
@@ -83,3 +84,22 @@ async def evaluate(pilot: Pilot[int], app: VmtuiApp, source: str, expect: str) -
         await pilot.press("exclamation_mark")
     await pilot.press(*source, "enter")
     await wait_until(pilot, lambda: expect in repl_output(app)[len(before) :], f"REPL output {expect!r} for {source!r}")
+
+
+class Runs:
+    """The runs that ended, from the session's bus (the status line may lag a frame)."""
+
+    def __init__(self, app: VmtuiApp) -> None:
+        self.ended: list[ScriptFinished] = []
+        app.session.bus.subscribe(self._event)
+
+    def _event(self, event: Event) -> None:
+        if isinstance(event, ScriptFinished):
+            self.ended.append(event)
+
+
+def save(path: Path, text: str) -> None:
+    """Save the way editors do: a temporary file renamed over the script."""
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(text)
+    os.replace(temp, path)

@@ -6,14 +6,12 @@ the scripts note what ran in a file and touch no machine.
 
 from __future__ import annotations
 
-import os
 import stat
 from pathlib import Path
 
 import pytest
 
-from driver.events import Event, ScriptFinished
-from helpers import script_app, wait_until
+from helpers import Runs, save, script_app, wait_until
 from vmtui.app import VmtuiApp
 from vmtui.screens.editing import ConflictScreen, UnsavedQuitScreen
 from widgets.code_editor import CodeArea, CodeEditor, Finding
@@ -38,23 +36,8 @@ def notes(log: Path) -> list[str]:
     return log.read_text().split() if log.exists() else []
 
 
-def save(path: Path, text: str) -> None:
-    """Save the way editors do: a temporary file renamed over the script."""
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(text)
-    os.replace(temp, path)
 
 
-class Runs:
-    """The runs that ended, from the session's bus."""
-
-    def __init__(self, app: VmtuiApp) -> None:
-        self.ended: list[ScriptFinished] = []
-        app.session.bus.subscribe(self._event)
-
-    def _event(self, event: Event) -> None:
-        if isinstance(event, ScriptFinished):
-            self.ended.append(event)
 
 
 async def run_ends(pilot, app: VmtuiApp, runs: Runs, count: int, what: str) -> None:  # type: ignore[no-untyped-def]

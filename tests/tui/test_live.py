@@ -7,11 +7,9 @@ booted guests.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from driver.events import Event, ScriptFinished
-from helpers import script_app, wait_until
+from helpers import Runs, save, script_app, wait_until
 from vmtui.app import VmtuiApp
 from vmtui.rerun import RerunMode
 from widgets.run_status import RunStatus
@@ -35,16 +33,6 @@ def finished(app: VmtuiApp) -> bool:
     return app.query_one(RunStatus).state in ("passed", "failed", "stopped") and not app.script_running
 
 
-class Runs:
-    """Counts the runs that ended, from the session's bus (the status line may lag a frame)."""
-
-    def __init__(self, app: VmtuiApp) -> None:
-        self.ended: list[ScriptFinished] = []
-        app.session.bus.subscribe(self._event)
-
-    def _event(self, event: Event) -> None:
-        if isinstance(event, ScriptFinished):
-            self.ended.append(event)
 
 
 async def run_ends(pilot, app: VmtuiApp, runs: Runs, count: int, what: str) -> None:  # type: ignore[no-untyped-def]
@@ -53,11 +41,6 @@ async def run_ends(pilot, app: VmtuiApp, runs: Runs, count: int, what: str) -> N
     await pilot.pause(0.1)
 
 
-def save(path: Path, text: str) -> None:
-    """Save the way editors do: a temporary file renamed over the script."""
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(text)
-    os.replace(temp, path)
 
 
 def script(tmp_path: Path, body: str) -> str:

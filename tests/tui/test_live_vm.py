@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 
 from driver.config import NodeConfig
-from driver.events import Event, ScriptFinished
 from driver.guest.startscript import write_start_script
 from driver.guest.tiny import build_tiny_guest
-from helpers import script_app, wait_until
+from helpers import Runs, script_app, wait_until
 from vmtui.app import VmtuiApp
 from vmtui.rerun import BOOT_CHECKPOINT, RerunMode
 from widgets.terminal_view import ShellPane
@@ -31,14 +30,6 @@ def node_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeConfig
     yield NodeConfig("node", str(script))
 
 
-class Runs:
-    def __init__(self, app: VmtuiApp) -> None:
-        self.ended: list[ScriptFinished] = []
-        app.session.bus.subscribe(self._event)
-
-    def _event(self, event: Event) -> None:
-        if isinstance(event, ScriptFinished):
-            self.ended.append(event)
 
 
 async def guest(app: VmtuiApp, command: str) -> tuple[int, str]:
