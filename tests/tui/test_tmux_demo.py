@@ -72,6 +72,14 @@ class Terminal:
     def close(self) -> None:
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True, env=self.env)
 
+    def close_leaving_no_vm(self) -> None:
+        """Close, and kill any QEMU or switch vmtui left: only if the test already failed, never leak a VM."""
+        vms = {pid for pid, name in descendants(self.shell_pid).items() if name.startswith(("qemu", "vde_switch"))}
+        self.close()
+        for pid in vms:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
 
 def descendants(pid: int) -> dict[int, str]:
     """pid -> command name of every process below `pid`."""
@@ -122,11 +130,7 @@ def demo(tmp_path: Path, run_tmp: Path) -> Iterator[Terminal]:
     try:
         yield terminal
     finally:
-        vms = {pid for pid, name in descendants(terminal.shell_pid).items() if name.startswith(("qemu", "vde_switch"))}
-        terminal.close()
-        for pid in vms:  # only if the test already failed: never leak a VM
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        terminal.close_leaving_no_vm()
 
 
 def vm_processes(terminal: Terminal) -> dict[int, str]:

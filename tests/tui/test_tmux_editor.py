@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from test_tmux_demo import VMTUI, Terminal, alive, descendants
+from test_tmux_demo import VMTUI, Terminal
 
 pytestmark = [
     pytest.mark.vm,
@@ -30,11 +28,7 @@ def editing(tmp_path: Path) -> Iterator[Terminal]:
     try:
         yield terminal
     finally:
-        vms = {pid for pid, name in descendants(terminal.shell_pid).items() if name.startswith(("qemu", "vde_switch"))}
-        terminal.close()
-        for pid in vms:  # only if the test already failed: never leak a VM
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        terminal.close_leaving_no_vm()
 
 
 def test_an_edit_typed_in_vmtui_and_saved_with_ctrl_s_runs(editing: Terminal, tmp_path: Path) -> None:

@@ -14,17 +14,15 @@ paste buffers and modes must be what the app set, not what the guest sent.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import signal
 import sys
 import tempfile
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-from test_tmux_demo import Terminal, alive, descendants
+from test_tmux_demo import Terminal, descendants
 
 pytestmark = [
     pytest.mark.vm,
@@ -70,11 +68,7 @@ def session(tmp_path: Path) -> Iterator[Terminal]:
     try:
         yield terminal
     finally:
-        vms = {pid for pid, name in descendants(terminal.shell_pid).items() if name.startswith(("qemu", "vde_switch"))}
-        terminal.close()
-        for pid in vms:  # only if the test already failed: never leak a VM
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        terminal.close_leaving_no_vm()
         shutil.rmtree(run_tmp, ignore_errors=True)
 
 
