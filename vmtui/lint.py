@@ -27,16 +27,11 @@ from dataclasses import dataclass
 from pyflakes import checker, messages
 
 from driver.config import TestConfig
-from driver.driver import pythonize_name
+from driver.driver import BASE_SYMBOLS, expected_symbol_names
 
-# The globals the driver puts into every script's namespace
-# (`Driver.test_symbols`; tests/unit/test_lint.py keeps the two in step).
-DRIVER_GLOBALS: frozenset[str] = frozenset({
-    "start_all", "join_all", "test_script", "run_tests", "machines", "machines_qemu",
-    "machines_nspawn", "vlans", "driver", "log", "os", "create_machine", "subtest",
-    "retry", "polling_condition", "serial_stdout_on", "serial_stdout_off", "t", "debug",
-    "dump_machine_ssh", "Machine", "QemuMachine", "BaseMachine",
-})
+# The globals the driver puts into every script's namespace, as the driver
+# names them (`Driver.test_symbols`; tests/unit/test_lint.py checks the two agree).
+DRIVER_GLOBALS: frozenset[str] = frozenset(BASE_SYMBOLS)
 
 # The pyflakes messages that mean the script cannot run as written.
 _ERRORS = (messages.UndefinedName, messages.UndefinedLocal, messages.UndefinedExport)
@@ -62,12 +57,7 @@ class Diagnostic:
 
 def script_globals(config: TestConfig) -> frozenset[str]:
     """The names a script of `config` finds in its namespace: driver globals, nodes, VLANs."""
-    names = set(DRIVER_GLOBALS)
-    names.update(pythonize_name(node.name) for node in config.nodes)
-    if len(config.nodes) == 1:
-        names.add("machine")
-    names.update(f"vlan{nr}" for nr in config.vlans)
-    return frozenset(names)
+    return frozenset(expected_symbol_names(config))
 
 
 def lint_script(source: str, known_names: Iterable[str], filename: str = "<test script>") -> list[Diagnostic]:
