@@ -84,7 +84,7 @@ class ConsolePane(Vertical):
         self._show_follow()
         if self._clock is not None:
             # The uptime changes once a second; nothing else needs a timer.
-            self.set_interval(1.0, self._tick)
+            self.set_interval(1.0, self.refresh_status)
 
     @property
     def view(self) -> ConsoleView:
@@ -95,6 +95,9 @@ class ConsolePane(Vertical):
         self.display = shown
         if self._view_ready:
             self.view.set_parked(not shown)
+        if shown:
+            # A parked pane's uptime may be up to a tick old; show it as of now.
+            self._show_status()
 
     def append_lines(self, lines: Iterable[str]) -> None:
         if not self._view_ready:
@@ -110,7 +113,8 @@ class ConsolePane(Vertical):
         self.status.apply(event)
         self._show_status()
 
-    def _tick(self) -> None:
+    def refresh_status(self) -> None:
+        """Redraw the title's uptime as of now (a timer does this once a second)."""
         if self.status.is_running:
             self._show_status()
 

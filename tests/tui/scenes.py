@@ -26,6 +26,7 @@ from driver.events import (
     WaitProgress,
 )
 from vmtui.app import VmtuiApp
+from widgets.console_pane import ConsolePane
 from widgets.debugger import ReplInput, VariablesView
 
 DATA = Path(__file__).parent / "data"
@@ -209,4 +210,7 @@ def fleet(app: VmtuiApp, clock: FrozenClock) -> None:
     app.apply_batch(Batch(console={"db1": ["db1: \x1b[31mpanic\x1b[0m: checksum mismatch on page 8812"]}))
     app.apply_event(MachineStateChanged("db1", MachineState.EXITED, exit_code=1, timestamp=clock.now,
                                         detail="QEMU exited with code 1"))
+    # The uptimes as of the scene's last second, not whenever the once-a-second timer fires.
+    for pane in app.query(ConsolePane):
+        pane.refresh_status()
     app.query_one("#script").focus()
