@@ -117,6 +117,7 @@ def child(rate: int, editor: bool, fleet: bool, report: Path, trace: bool) -> No
         "lines": sum(view.total_lines for view in views),
         "dropped": app.bus_bridge.dropped_lines,
         "frames": frames,
+        "cpu": time.process_time(),
         "spans": recorder.spans if recorder else None,
     }), encoding="utf-8")
 
@@ -214,6 +215,9 @@ def print_report(waits: list[tuple[float, float]], rate: int, gap: float, editor
     print(f"  the app took in {child_report['lines']:,} console lines in {seconds:.1f} s"
           f" ({child_report['lines'] / seconds:,.0f}/s; {child_report['dropped']:,} dropped while it was busy)"
           f" and wrote {child_report['frames']:,} frames ({child_report['frames'] / seconds:.1f}/s)")
+    if "cpu" in child_report:
+        print(f"  the app's process (flood threads included) used {child_report['cpu']:.1f} s of CPU"
+              f" ({child_report['cpu'] / seconds:.0%} of one core)")
     if child_report["spans"] is not None:
         import key_trace
 

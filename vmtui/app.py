@@ -68,7 +68,7 @@ from widgets.run_status import RunStatus
 from widgets.script_view import PausedKind, ScriptView
 from widgets.screen_view import ScreenPane, ScreenView
 from widgets.terminal_view import TerminalView
-from widgets.textual_hooks import keymap_of
+from widgets.textual_hooks import end_strip_self_references, keymap_of
 from widgets.timeline import Timeline
 
 if TYPE_CHECKING:
@@ -181,6 +181,9 @@ class VmtuiApp(EditApp):
         nix_attr: str | None = None,
     ) -> None:
         super().__init__()
+        # Frames leave no garbage for the cyclic collector (a flood's frames made
+        # ~18,000 objects a second of it; see widgets/textual_hooks.py).
+        end_strip_self_references()
         self.config = config
         self.session_factory = session_factory
         self.session: Session | None = None

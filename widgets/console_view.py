@@ -30,12 +30,14 @@ __all__ = ["ConsoleView", "DEFAULT_MAX_LINES", "plain_text"]
 
 DEFAULT_MAX_LINES = 50_000
 
-# Decoded lines kept per view: a few screens' worth.  Each cached Strip holds
-# several small caches of its own, and every one of them is an object the
-# garbage collector walks on a full collection; a larger cache makes those
-# pauses longer without making a following view any faster (while a guest
-# floods, every frame shows new lines anyway).
-STRIP_CACHE_SIZE = 256
+# Decoded lines kept per view: two screens' worth, at least STRIP_CACHE_SIZE.
+# Each cached Strip holds seven small caches of its own, all objects the
+# garbage collector walks while they are young; a larger cache lengthens
+# those pauses without making a following view any faster (while a guest
+# floods, every frame shows new lines anyway).  Measured (bench_keys.py
+# --editor --trace): 256 per view made young collections of 8-10 ms,
+# 64 about 4.5 ms.
+STRIP_CACHE_SIZE = 64
 
 
 class ConsoleView(ScrollView, can_focus=True):
@@ -208,6 +210,8 @@ class ConsoleView(ScrollView, can_focus=True):
         self.post_message(self.FollowChanged(self, follow))
 
     def on_resize(self, event: Resize) -> None:
+        # Scrolling by a line must find every other visible line in the cache.
+        self._strip_cache.maxsize = max(STRIP_CACHE_SIZE, 2 * event.size.height)
         if self.follow:
             self.call_after_refresh(self._scroll_to_newest)
 

@@ -10,6 +10,10 @@ Why it stays cheap under a flood of output:
 
 - `feed()` only appends to a buffer; the first append after a drain posts one
   small message, so a burst of chunks becomes one parse on the UI thread.
+- Drains happen at most `MAX_DRAINS_PER_SECOND` times a second: output after
+  a quiet spell (a typed key's echo) is drawn at once, a program writing
+  without pause costs at most that many frames (the app lets Textual draw
+  far more often than that, for keys).
 - pyte marks the rows that changed (`Screen.dirty`); only those rows are
   re-rendered (strips are cached per row) and only their regions refreshed.
 """
@@ -18,6 +22,7 @@ from __future__ import annotations
 
 import inspect
 import threading
+import time
 from collections import deque
 from functools import lru_cache
 from typing import Any, Callable, Protocol
@@ -35,6 +40,8 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from widgets.textual_hooks import widget_on_key
+
+MAX_DRAINS_PER_SECOND = 60.0
 
 
 class TerminalBackend(Protocol):
@@ -262,6 +269,8 @@ class TerminalView(Widget, can_focus=True):
         self._stream = pyte.ByteStream(self._screen)
         self._pending: list[bytes] = []
         self._pending_lock = threading.Lock()
+        self._last_drain = 0.0  # time.monotonic() of the last flush
+        self._drain_due = False  # a timer will flush
         self._strips: dict[int, Strip] = {}
         self._cursor_row: int | None = None
         self._scroll_offset = 0  # lines of history shown above the live screen
@@ -289,10 +298,19 @@ class TerminalView(Widget, can_focus=True):
     @on(_DataReady)
     def _drain(self, message: TerminalView._DataReady) -> None:
         message.stop()
-        self.flush()
+        if self._drain_due:
+            return
+        wait = self._last_drain + 1.0 / MAX_DRAINS_PER_SECOND - time.monotonic()
+        if wait > 0:
+            self._drain_due = True
+            self.set_timer(wait, self.flush)
+        else:
+            self.flush()
 
     def flush(self) -> None:
         """Parse queued output now and refresh the rows it changed (UI thread)."""
+        self._drain_due = False
+        self._last_drain = time.monotonic()
         with self._pending_lock:
             chunks, self._pending = self._pending, []
         if chunks:

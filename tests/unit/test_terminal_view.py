@@ -208,6 +208,29 @@ async def test_only_changed_rows_are_rendered_again(term) -> None:  # type: igno
     assert rendered and set(rendered) <= {0, 1}
 
 
+async def test_a_program_writing_without_pause_costs_a_bounded_number_of_drains(term) -> None:  # type: ignore[no-untyped-def]
+    """Output is parsed at most MAX_DRAINS_PER_SECOND times a second, and none of it is lost."""
+    from widgets import terminal_view
+
+    app, view, pilot = term
+    drains: list[float] = []
+    original = view.flush
+
+    def counting() -> None:
+        drains.append(loop.time())
+        original()
+
+    loop = asyncio.get_running_loop()
+    view.flush = counting  # type: ignore[method-assign]
+    # A line every few milliseconds: without the bound, about one drain per line.
+    await type_line(pilot, "for i in $(seq 1 400); do echo line $i; sleep 0.002; done; echo finished")
+    await wait_for(lambda: "finished" in view.screen_text.splitlines()[-2], "the end of the output")
+    span = drains[-1] - drains[0]
+    # A ceiling, not a speed check: a slower machine only gives more room.
+    assert len(drains) <= span * terminal_view.MAX_DRAINS_PER_SECOND + 2, (len(drains), span)
+    assert "line 399" in view.history_text + view.screen_text
+
+
 async def test_scrollback_keeps_lines_that_left_the_screen(term) -> None:  # type: ignore[no-untyped-def]
     app, view, pilot = term
     await type_line(pilot, "seq 1 200")

@@ -99,3 +99,54 @@ def test_text_area_keeps_rendered_lines_in_a_replaceable_cache_and_highlights_pe
     highlights = getattr(area, textual_hooks.TEXT_AREA_HIGHLIGHTS, None)
     assert isinstance(highlights, dict), _loud("TextArea._highlights")
     assert textual_hooks.row_highlights(area, 0) == ()
+
+
+def _refers_to_itself(strip: object) -> bool:
+    """Whether `strip` can reach itself through its own caches (a reference cycle)."""
+    import gc
+
+    seen: set[int] = set()
+    pending = list(gc.get_referents(strip))
+    while pending:
+        item = pending.pop()
+        if item is strip:
+            return True
+        if id(item) in seen or not gc.is_tracked(item):
+            continue
+        seen.add(id(item))
+        pending.extend(gc.get_referents(item))
+    return False
+
+
+def test_strips_stop_caching_themselves_and_answer_as_before() -> None:
+    """Textual's Strip caches a whole-line crop and a one-cut divide in itself: a cycle per drawn line."""
+    from rich.segment import Segment
+    from rich.style import Style
+    from textual.strip import Strip
+
+    def strip() -> Strip:
+        return Strip([Segment("hello ", Style(bold=True)), Segment("world")], 11)
+
+    # The behaviour the hook removes: without it, a strip holds itself (fails loudly after an upgrade
+    # that fixes this upstream, so the hook can go).
+    original_crop_extend, original_divide = textual_hooks._strip_crop_extend, textual_hooks._strip_divide
+    whole = strip()
+    assert original_crop_extend(whole, 0, 11, None) is whole
+    assert _refers_to_itself(whole), _loud("Strip.crop_extend (no longer caches self: drop the hook)")
+    whole = strip()
+    assert list(original_divide(whole, [11])) == [whole]
+    assert _refers_to_itself(whole), _loud("Strip.divide (no longer caches self: drop the hook)")
+
+    textual_hooks.end_strip_self_references()
+    textual_hooks.end_strip_self_references()  # idempotent
+    whole = strip()
+    assert whole.crop_extend(0, 11, None) is whole
+    assert whole.crop_extend(-3, 11, None) is whole
+    assert [*whole.divide([11])] == [whole]
+    assert [*whole.divide(iter([11, 20]))] == [whole]  # cuts past the end are ignored, as by Textual
+    assert not _refers_to_itself(whole)
+    # Every other answer is Textual's own.
+    for start, end in ((0, 5), (2, 11), (3, 15), (0, 14), (12, 14)):
+        assert whole.crop_extend(start, end, None).text == original_crop_extend(strip(), start, end, None).text
+    for cuts in ([3, 11], [5], [2, 7, 11], [0, 11]):
+        assert [part.text for part in whole.divide(cuts)] == [part.text for part in original_divide(strip(), cuts)]
