@@ -60,6 +60,9 @@ def flood(app: object, machine: str, rate: int, stop: threading.Event) -> None:
 def child(rate: int, editor: bool, fleet: bool, report: Path, trace: bool) -> None:
     """The app under test: the real VmtuiApp on recorded events, consoles flooding."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "tui"))
+    from vmtui.frame_cap import raise_textual_frame_cap
+
+    raise_textual_frame_cap()  # as the CLI does before it opens the TUI
     import scenes
     from textual.app import App
     from driver import scratch

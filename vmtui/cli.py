@@ -27,6 +27,7 @@ from typing import NoReturn, Sequence
 from driver.config import TestConfig
 from driver.errors import ConfigError, MachineError
 from driver.terminal_text import plain_text
+from vmtui.frame_cap import raise_textual_frame_cap
 from vmtui.options import LOG_LEVELS, RunOptions
 
 EXIT_BAD_INPUT = 2
@@ -170,6 +171,7 @@ def _run(config: TestConfig, options: RunOptions) -> int:
         from vmtui.headless import run_headless
 
         return run_headless(config, options)
+    raise_textual_frame_cap()
     try:
         from vmtui.app import run_tui
     except ImportError as exc:
@@ -188,6 +190,7 @@ def _run_replay(args: list[str]) -> int:
     parser.add_argument("path", type=Path, help="a vmtui-run/ directory, a saved log, or the XML log")
     parser.add_argument("--script", type=Path, help="the test script, to mark the failing statement in it")
     parsed = parser.parse_args(args)
+    raise_textual_frame_cap()
     from vmtui.replay.app import run_replay
 
     return run_replay(parsed.path, parsed.script)
