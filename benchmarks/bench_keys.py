@@ -17,6 +17,7 @@ is a brisk typist's pace).  With --trace the child records its busy spans (bench
 report adds where the keys slower than 50 ms spent their wait.
 
 Usage: .venv/bin/python benchmarks/bench_keys.py [--keys 300] [--rate 20000] [--gap 0.02] [--editor] [--fleet] [--trace]
+       [--gc-young N]
 """
 
 from __future__ import annotations
@@ -57,13 +58,14 @@ def flood(app: object, machine: str, rate: int, stop: threading.Event) -> None:
         time.sleep(max(0.0, next_at - time.monotonic()))
 
 
-def child(rate: int, editor: bool, fleet: bool, report: Path, trace: bool) -> None:
+def child(rate: int, editor: bool, fleet: bool, report: Path, trace: bool, gc_young: int | None) -> None:
     """The app under test: the real VmtuiApp on recorded events, consoles flooding."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "tui"))
     from vmtui.frame_cap import raise_textual_frame_cap
 
     raise_textual_frame_cap()  # as the CLI does before it opens the TUI
     import scenes
+    import vmtui.app
     from textual.app import App
     from driver import scratch
     from driver.events import EventBus
@@ -87,6 +89,8 @@ def child(rate: int, editor: bool, fleet: bool, report: Path, trace: bool) -> No
     state_dir = scratch.make_temp_dir("vmtui-bench-keys-")
     app = scenes.fleet_app(state_dir, time.monotonic) if fleet else scenes.scene_app(state_dir)
     machines = scenes.FLEET if fleet else ("client", "server")
+    if gc_young is not None:
+        vmtui.app.GC_YOUNG_THRESHOLD = gc_young  # read when the app mounts
     app.owns_process = True  # as under run_tui: signal handlers, GC tuning
     app.bus = EventBus()  # type: ignore[attr-defined]
     app.bus.subscribe(app.bus_bridge)  # type: ignore[attr-defined]
@@ -129,20 +133,21 @@ def percentile(ordered: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * fraction))]
 
 
-def parent(keys: int, rate: int, gap: float, editor: bool, fleet: bool, trace: bool) -> None:
+def parent(keys: int, rate: int, gap: float, editor: bool, fleet: bool, trace: bool, gc_young: int | None) -> None:
     env = dict(os.environ, TERM="xterm-256color", COLUMNS=str(SIZE[1]), LINES=str(SIZE[0]))
     env.pop("TEXTUAL", None)
     with tempfile.TemporaryDirectory(prefix="vmtui-bench-keys-") as workdir:
-        measure(Path(workdir) / "child.json", keys, rate, gap, editor, fleet, trace, env)
+        measure(Path(workdir) / "child.json", keys, rate, gap, editor, fleet, trace, gc_young, env)
 
 
 def measure(report: Path, keys: int, rate: int, gap: float, editor: bool, fleet: bool, trace: bool,
-            env: dict[str, str]) -> None:
+            gc_young: int | None, env: dict[str, str]) -> None:
     load_before = os.getloadavg()[0]
     process = pexpect.spawn(
         sys.executable,
         [__file__, "--child", "--rate", str(rate), "--report", str(report),
-         *(["--editor"] if editor else []), *(["--fleet"] if fleet else []), *(["--trace"] if trace else [])],
+         *(["--editor"] if editor else []), *(["--fleet"] if fleet else []), *(["--trace"] if trace else []),
+         *(["--gc-young", str(gc_young)] if gc_young is not None else [])],
         dimensions=SIZE,
         env=env,
         encoding="utf-8",
@@ -247,13 +252,14 @@ def main() -> None:
     parser.add_argument("--editor", action="store_true", help="type into the script editor instead of the REPL")
     parser.add_argument("--fleet", action="store_true", help="ten nodes, all flooding (the node overview layout)")
     parser.add_argument("--trace", action="store_true", help="record the app's busy spans; explain the slow keys")
+    parser.add_argument("--gc-young", type=int, help="the app's young-generation GC threshold (default: the app's own)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--report", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.rate, args.editor, args.fleet, args.report, args.trace)
+        child(args.rate, args.editor, args.fleet, args.report, args.trace, args.gc_young)
     else:
-        parent(args.keys, args.rate, args.gap, args.editor, args.fleet, args.trace)
+        parent(args.keys, args.rate, args.gap, args.editor, args.fleet, args.trace, args.gc_young)
 
 
 if __name__ == "__main__":
