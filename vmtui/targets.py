@@ -2,7 +2,9 @@
 
 A target is one of:
 
-- `demo`: the embedded todos example (tiny guests, no Nix);
+- `demo`: the embedded todos example (tiny guests, no Nix), run from a copy
+  in `<out dir>/vmtui-demo/` so that editing it (`e`, `E`) never writes into
+  the installed package;
 - a `.toml` test spec (`driver.spec`);
 - a `.nix` file or a flake reference with an attribute (`vmtui.nix`);
 - a built NixOS test driver: `./result`, a store path, or its program
@@ -14,6 +16,8 @@ The Nix modules are imported only when a target needs them.
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import sys
 from importlib import resources
 from pathlib import Path
 from typing import Callable
@@ -25,11 +29,35 @@ from vmtui.options import RunOptions
 Progress = Callable[[str], None]
 
 DEMO = "demo"
+# The demo's own copy, in the output directory; the files of the example it holds.
+DEMO_DIR = "vmtui-demo"
+DEMO_FILES = ("todos.toml", "todos.py", "todos.json")
 
 
 def demo_spec_path() -> Path:
     """The todos example shipped inside the package."""
     return Path(str(resources.files("vmtui.examples").joinpath("todos.toml")))
+
+
+def demo_copy(out_dir: Path) -> Path:
+    """The demo's spec in `out_dir/vmtui-demo/`, copied there from the package first if need be.
+
+    A copy already there is used as it is: the user's edits are theirs to
+    keep (a missing file is copied again; deleting the directory starts afresh).
+    """
+    folder = out_dir / DEMO_DIR
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        for name in DEMO_FILES:
+            if not (folder / name).exists():
+                shutil.copyfile(demo_spec_path().with_name(name), folder / name)
+    except OSError as exc:
+        raise ConfigError(f"cannot copy the demo to {folder}: {exc.strerror or exc}") from None
+    if created:
+        print(f"vmtui demo: the todos test is copied to {folder}/ (edit it freely; delete it for a fresh copy)",
+              file=sys.stderr)
+    return folder / DEMO_FILES[0]
 
 
 def resolve_target(target: str, options: RunOptions, *, progress: Progress | None = None) -> TestConfig:
@@ -44,7 +72,7 @@ def _resolve(target: str, options: RunOptions, progress: Progress | None) -> Tes
     from driver.spec import load_spec
 
     if target == DEMO:
-        return load_spec(demo_spec_path(), progress=progress)
+        return load_spec(demo_copy(options.out_dir), progress=progress)
     if target.endswith(".toml"):
         return load_spec(Path(target), progress=progress)
 

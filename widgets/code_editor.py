@@ -138,6 +138,13 @@ class CodeArea(TextArea):
         Binding("shift+tab", "dedent", "Dedent", id="editor.dedent", show=False, tooltip="Dedent the selected lines"),
         Binding("ctrl+slash,ctrl+underscore,ctrl+7", "toggle_comment", "Comment", id="editor.toggle_comment",
                 show=False, tooltip="Comment or uncomment the selected lines"),
+        # Every editor has these; Textual's TextArea has none.
+        Binding("ctrl+home", "cursor_document_start", "Start of file", id="editor.document_start", show=False,
+                tooltip="Go to the start of the file"),
+        Binding("ctrl+end", "cursor_document_end", "End of file", id="editor.document_end", show=False,
+                tooltip="Go to the end of the file"),
+        Binding("ctrl+shift+home", "cursor_document_start(True)", "Select to start", show=False),
+        Binding("ctrl+shift+end", "cursor_document_end(True)", "Select to end", show=False),
     ]
 
     # TextArea repaints every visible row whenever the selection is set, that is
@@ -163,6 +170,12 @@ class CodeArea(TextArea):
         # (gutter cells, the text's strip) -> the line as drawn; the text's strip is the
         # cached one while its line is unchanged, so an unchanged line is one look-up.
         self._joined: LRUCache[tuple[tuple[str, ...], int], tuple[Strip, Strip]] = LRUCache(LINE_CACHE_SIZE)
+
+    def action_cursor_document_start(self, select: bool = False) -> None:
+        self.move_cursor((0, 0), select=select)
+
+    def action_cursor_document_end(self, select: bool = False) -> None:
+        self.move_cursor(self.document.end, select=select)
 
     # -- edits repaint, and re-render, only the rows they changed ----------------------
 

@@ -139,6 +139,22 @@ async def test_go_to_line_toggle_comment_indent_and_dedent() -> None:
         assert editor.text == SOURCE
 
 
+async def test_ctrl_home_and_ctrl_end_go_to_the_start_and_end_of_the_file() -> None:
+    app = EditorApp()
+    async with app.run_test() as pilot:
+        editor = app.query_one(CodeEditor)
+        await pilot.press("ctrl+end")
+        assert editor.area.cursor_location == (3, 0)  # after the last newline
+        await pilot.press("x")
+        assert editor.text == SOURCE + "x"
+        await pilot.press("ctrl+home", "y")
+        assert editor.text == "y" + SOURCE + "x"
+        await pilot.press("ctrl+shift+end")
+        assert editor.area.selected_text == SOURCE + "x"  # from just after the y
+        await pilot.press("ctrl+end", "ctrl+shift+home")
+        assert editor.area.selected_text == editor.text
+
+
 async def test_a_language_without_an_installed_grammar_is_plain_text() -> None:
     class TomlApp(App[None]):
         def compose(self) -> ComposeResult:
