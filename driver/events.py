@@ -110,7 +110,8 @@ class BlockOpened:
 @dataclass(frozen=True)
 class BlockClosed:
     block_id: int
-    duration: float
+    # Seconds; None when unknown (a replayed log that never said how long).
+    duration: float | None
     ok: bool = True
     error: str | None = None
     # The run was stopped inside the block (`error` then reads "cancelled").

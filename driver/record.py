@@ -111,7 +111,7 @@ def nixos_log_lines(event: Event, titles: dict[int, tuple[str, str | None]]) -> 
         return [_prefixed(event.title, event.machine)]
     if isinstance(event, BlockClosed):
         title, machine = titles.pop(event.block_id, ("?", None))
-        if not event.ok:
+        if not event.ok or event.duration is None:
             # NixOS prints no "finished" line for a block left by an exception.
             return []
         return [_prefixed(f"(finished: {title}, in {event.duration:.2f} seconds)", machine)]

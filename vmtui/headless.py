@@ -107,7 +107,7 @@ class TerminalLog:
         elif isinstance(event, BlockClosed):
             title, machine = self._open_blocks.pop(event.block_id, ("?", None))
             # NixOS prints no "finished" line for a block left by an exception.
-            if self.level <= LogLevel.INFO and event.ok:
+            if self.level <= LogLevel.INFO and event.ok and event.duration is not None:
                 self._print(f"(finished: {plain_text(title)}, in {event.duration:.2f} seconds)", machine)
         elif isinstance(event, ConsoleOutput):
             if self.level <= LogLevel.INFO and self.serial_enabled():
@@ -217,11 +217,12 @@ class JUnitReport:
             elif isinstance(event, BlockClosed):
                 if self._stack and self._stack[-1].block_id == event.block_id:
                     top = self._stack.pop()
-                    top.case.time = max(0.0, event.duration - top.nested_time)
+                    duration = event.duration or 0.0
+                    top.case.time = max(0.0, duration - top.nested_time)
                     if not event.ok:
                         top.case.failure = plain_text(event.error or "failed")
                     if self._stack:
-                        self._stack[-1].nested_time += event.duration
+                        self._stack[-1].nested_time += duration
                 # NixOS's JUnit logger records a block's title, never its "finished" line.
             elif isinstance(event, ConsoleOutput):
                 for line in event.lines:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import pytest
@@ -284,6 +286,19 @@ async def test_timeline_nests_blocks_marks_results_and_jumps_to_lines() -> None:
 
         timeline.apply(ScriptStarted("t.py", run_id=2, first_line=1))
         assert len(timeline.root.children) == 2 and not run.is_expanded
+
+
+async def test_a_block_of_unknown_duration_shows_none() -> None:
+    """A replayed NixOS log never says how long a failed block took: no made-up 0.00s."""
+    timeline = Timeline()
+    app = OneWidget(timeline)
+    async with app.run_test(size=(100, 20)):
+        timeline.apply(ScriptStarted("t.py", run_id=1, first_line=1))
+        timeline.apply(BlockOpened(1, None, "must succeed: false", machine="server"))
+        timeline.apply(BlockClosed(1, None, ok=False, error="command `false` failed"))
+        label = str(timeline.root.children[0].children[0].label)
+        assert "✗" in label and "command `false` failed" in label
+        assert not re.search(r"\d\.\d\ds", label)
 
 
 async def test_run_status_tells_what_the_run_does() -> None:

@@ -216,7 +216,7 @@ class NixosLogParser:
         # they were messages whose titles only looked like blocks.
         while len(self._stack) > index + 1:
             inner = self._stack.pop()
-            events.append(BlockClosed(block_id=inner.block_id, duration=0.0, ok=not inner.coloured,
+            events.append(BlockClosed(block_id=inner.block_id, duration=None, ok=not inner.coloured,
                                       error="an exception left it" if inner.coloured else None, timestamp=0.0))
         block = self._stack.pop()
         if not self._stack:
@@ -231,7 +231,7 @@ class NixosLogParser:
         error = self.errors[-1] if self.errors else why
         while self._stack:
             block = self._stack.pop()
-            events.append(BlockClosed(block_id=block.block_id, duration=0.0, ok=False, error=error, timestamp=0.0))
+            events.append(BlockClosed(block_id=block.block_id, duration=None, ok=False, error=error, timestamp=0.0))
         return events
 
     def _error(self, message: str) -> None:

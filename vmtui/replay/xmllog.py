@@ -141,7 +141,7 @@ class XmlLogParser:
                 self.ok = False
             elif not any(n.block_id is not None and not n.closed for n in self._nests):
                 self._elapsed += nest.duration or 0.0
-            yield BlockClosed(block_id=nest.block_id, duration=nest.duration or 0.0, ok=ok,
+            yield BlockClosed(block_id=nest.block_id, duration=nest.duration, ok=ok,
                               error=None if ok else (self.errors[-1] if self.errors else "no finished line"),
                               timestamp=0.0)
 
@@ -162,5 +162,5 @@ class XmlLogParser:
             if nest.block_id is not None and not nest.closed:
                 nest.closed = True
                 self.ok = False
-                yield BlockClosed(block_id=nest.block_id, duration=nest.duration or 0.0, ok=False, error=error,
+                yield BlockClosed(block_id=nest.block_id, duration=nest.duration, ok=False, error=error,
                                   timestamp=0.0)
