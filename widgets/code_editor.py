@@ -143,8 +143,10 @@ class CodeArea(TextArea):
                 tooltip="Go to the start of the file"),
         Binding("ctrl+end", "cursor_document_end", "End of file", id="editor.document_end", show=False,
                 tooltip="Go to the end of the file"),
-        Binding("ctrl+shift+home", "cursor_document_start(True)", "Select to start", show=False),
-        Binding("ctrl+shift+end", "cursor_document_end(True)", "Select to end", show=False),
+        Binding("ctrl+shift+home", "cursor_document_start(True)", "Select to start", id="editor.select_to_start",
+                show=False, tooltip="Select to the start of the file"),
+        Binding("ctrl+shift+end", "cursor_document_end(True)", "Select to end", id="editor.select_to_end",
+                show=False, tooltip="Select to the end of the file"),
     ]
 
     # TextArea repaints every visible row whenever the selection is set, that is
