@@ -36,10 +36,6 @@ def notes(log: Path) -> list[str]:
     return log.read_text().split() if log.exists() else []
 
 
-
-
-
-
 async def run_ends(pilot, app: VmtuiApp, runs: Runs, count: int, what: str) -> None:  # type: ignore[no-untyped-def]
     await wait_until(pilot, lambda: len(runs.ended) >= count and not app.script_running, what, deadline=90)
     await pilot.pause(0.1)

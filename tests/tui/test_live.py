@@ -33,14 +33,10 @@ def finished(app: VmtuiApp) -> bool:
     return app.query_one(RunStatus).state in ("passed", "failed", "stopped") and not app.script_running
 
 
-
-
 async def run_ends(pilot, app: VmtuiApp, runs: Runs, count: int, what: str) -> None:  # type: ignore[no-untyped-def]
     """Wait until `count` runs ended and the app has drawn it."""
     await wait_until(pilot, lambda: len(runs.ended) >= count and finished(app), what)
     await pilot.pause(0.1)
-
-
 
 
 def script(tmp_path: Path, body: str) -> str:

@@ -30,8 +30,6 @@ def node_config(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeConfig
     yield NodeConfig("node", str(script))
 
 
-
-
 async def guest(app: VmtuiApp, command: str) -> tuple[int, str]:
     """A command on the node, from a thread (as the app's workers do)."""
     machine = app.session.driver.machines[0]
